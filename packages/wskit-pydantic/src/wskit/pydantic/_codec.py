@@ -1,0 +1,161 @@
+"""The pydantic implementation of wskit's payload codec protocol."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Generic, TypeVar
+
+import pydantic
+import pydantic_core
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from wskit.core.errors import Issue, SchemaDefinitionError, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+VALIDATOR_NAME = "pydantic"
+
+
+def _issues(exc: pydantic.ValidationError) -> list[Issue]:
+    return [
+        Issue([p for p in err["loc"] if isinstance(p, (str, int))], err["msg"])
+        for err in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
+
+
+class PydanticCodec(Generic[M]):
+    """Validates a JSON object into ``model`` and dumps models to wire form.
+
+    Inbound validation is strict (no type coercion; JSON-native conversions
+    such as ISO strings to ``datetime`` still apply) unless the model's config
+    sets ``strict=False``. With ``forbid_extra`` (the default) unknown
+    top-level keys are rejected even if the model allows extras.
+    """
+
+    validator = VALIDATOR_NAME
+
+    __slots__ = (
+        "_allowed",
+        "_dump",
+        "_strict",
+        "_validate_json",
+        "_validate_python",
+        "field_names",
+        "forbid_extra",
+        "model",
+    )
+
+    def __init__(self, model: type[M], *, forbid_extra: bool = True) -> None:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise SchemaDefinitionError(f"expected a pydantic model class, got {model!r}")
+        self.model = model
+        self.forbid_extra = forbid_extra
+        config = model.model_config
+        strict_setting = config.get("strict")
+        self._strict = True if strict_setting is None else bool(strict_setting)
+        by_name = bool(config.get("populate_by_name") or config.get("validate_by_name"))
+        wire: set[str] = set()
+        allowed: set[str] = set()
+        for name, info in model.model_fields.items():
+            alias = info.validation_alias if isinstance(info.validation_alias, str) else None
+            alias = alias or info.alias or name
+            wire.add(info.serialization_alias or info.alias or name)
+            allowed.add(alias)
+            if by_name or alias == name:
+                allowed.add(name)
+        self.field_names = frozenset(wire)
+        # pydantic handles extra="forbid" itself; otherwise we check the top level.
+        self._allowed: frozenset[str] | None = (
+            frozenset(allowed) if forbid_extra and config.get("extra") != "forbid" else None
+        )
+        self._validate_python = model.__pydantic_validator__.validate_python
+        self._validate_json = model.__pydantic_validator__.validate_json
+        self._dump = model.__pydantic_serializer__.to_python
+
+    def decode(self, data: Any) -> M:
+        if type(data) is not dict:
+            raise ValidationError("Validation failed", [Issue([], "Expected an object")])
+        allowed = self._allowed
+        if allowed is not None and not allowed.issuperset(data):
+            extra = [k for k in data if k not in allowed]
+            raise ValidationError(
+                "Validation failed", [Issue([k], "Unrecognized key") for k in extra]
+            )
+        try:
+            result: M = self._validate_python(data, strict=self._strict)
+            return result
+        except pydantic.ValidationError as first:
+            if not self._strict:
+                raise ValidationError("Validation failed", _issues(first)) from None
+        # Strict Python mode refuses JSON-native forms (ISO datetimes, enum values,
+        # arrays for tuples); strict JSON mode accepts exactly those and nothing looser.
+        try:
+            result = self._validate_json(pydantic_core.to_json(data), strict=True)
+            return result
+        except pydantic.ValidationError as exc:
+            raise ValidationError("Validation failed", _issues(exc)) from None
+
+    def encode(self, value: Any, *, validate: bool) -> Any:
+        model = self.model
+        if isinstance(value, model):
+            return self._dump(value, mode="json", by_alias=True)
+        if isinstance(value, BaseModel):
+            raise ValidationError(
+                "Outbound validation failed",
+                [Issue([], f"Expected {model.__name__}, got {type(value).__name__}")],
+            )
+        if not isinstance(value, Mapping):
+            raise ValidationError(
+                "Outbound validation failed", [Issue([], "Expected an object or a model")]
+            )
+        if not validate:
+            return dict(value)
+        try:
+            obj = self._validate_python(dict(value))
+        except pydantic.ValidationError as exc:
+            raise ValidationError("Outbound validation failed", _issues(exc)) from None
+        return self._dump(obj, mode="json", by_alias=True)
+
+    def json_schema(self) -> dict[str, Any]:
+        schema = self.model.model_json_schema(by_alias=True, mode="validation")
+        if self.forbid_extra:
+            schema.setdefault("additionalProperties", False)
+        return schema
+
+
+_QUICK_CONFIG = ConfigDict(
+    extra="forbid",
+    strict=True,
+    alias_generator=to_camel,
+    populate_by_name=True,
+    frozen=False,
+)
+
+
+def _model_name(message_type: str, suffix: str) -> str:
+    words = [w for w in re.split(r"[^0-9A-Za-z]+", message_type) if w]
+    base = "".join(w[:1].upper() + w[1:].lower() for w in words) or "Message"
+    if base[0].isdigit():
+        base = "M" + base
+    return base + suffix
+
+
+def quick_model(message_type: str, fields: Mapping[str, Any], suffix: str) -> type[BaseModel]:
+    """Build a strict model from ``{"name": type | (type, default) | Field}``;
+    wire names are camelCase (``user_id`` ↔ ``userId``)."""
+    definitions: dict[str, Any] = {}
+    for name, spec in fields.items():
+        if not name.isidentifier():
+            raise SchemaDefinitionError(f"field name must be an identifier: {name!r}")
+        if isinstance(spec, tuple) and len(spec) == 2:
+            definitions[name] = spec
+        elif isinstance(spec, pydantic.fields.FieldInfo):
+            definitions[name] = (spec.annotation if spec.annotation is not None else Any, spec)
+        else:
+            definitions[name] = (spec, ...)
+    model: type[BaseModel] = pydantic.create_model(
+        _model_name(message_type, suffix), __config__=_QUICK_CONFIG, **definitions
+    )
+    return model
