@@ -9,6 +9,7 @@ from typing import Any, Generic, TypeVar
 import pydantic
 import pydantic_core
 from pydantic import BaseModel, ConfigDict
+from pydantic.fields import FieldInfo
 from pydantic.alias_generators import to_camel
 
 from wskit.core.errors import Issue, SchemaDefinitionError, ValidationError
@@ -151,7 +152,7 @@ def quick_model(message_type: str, fields: Mapping[str, Any], suffix: str) -> ty
             raise SchemaDefinitionError(f"field name must be an identifier: {name!r}")
         if isinstance(spec, tuple) and len(spec) == 2:
             definitions[name] = spec
-        elif isinstance(spec, pydantic.fields.FieldInfo):
+        elif isinstance(spec, FieldInfo):
             definitions[name] = (spec.annotation if spec.annotation is not None else Any, spec)
         else:
             definitions[name] = (spec, ...)
