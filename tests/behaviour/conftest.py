@@ -33,6 +33,7 @@ def _load(name: str, plugin: str) -> Validator:
 
 VALIDATORS: dict[str, Callable[[], Validator]] = {
     "pydantic": lambda: _load("pydantic", "with_pydantic"),
+    "attrs": lambda: _load("attrs", "with_attrs"),
 }
 
 

@@ -42,7 +42,10 @@ async def _still_usable(h: Harness[Any], conn: Any, app: Any) -> None:
         ("{}", "Invalid message envelope: missing or invalid type field"),
         ('{"type": 5}', "Invalid message envelope: missing or invalid type field"),
         ('{"type": ""}', "Invalid message envelope: missing or invalid type field"),
-        ('{"type": null, "payload": {}}', "Invalid message envelope: missing or invalid type field"),
+        (
+            '{"type": null, "payload": {}}',
+            "Invalid message envelope: missing or invalid type field",
+        ),
         (b"\xff\xfe", "Invalid message: binary frame is not UTF-8"),
     ],
 )
@@ -53,7 +56,11 @@ async def test_malformed_frames_get_invalid_argument(app: Any, frame: Any, messa
         conn.send_raw(frame)
         await h.flush()
         assert conn.frames == [
-            {"type": "ERROR", "meta": {}, "payload": {"code": "INVALID_ARGUMENT", "message": message}}
+            {
+                "type": "ERROR",
+                "meta": {},
+                "payload": {"code": "INVALID_ARGUMENT", "message": message},
+            }
         ]
         assert h.reported_codes == ["INVALID_ARGUMENT"]
         await _still_usable(h, conn, app)
@@ -93,7 +100,9 @@ async def test_frame_over_limit_closes_1009_counting_real_bytes(app_factory: Any
         assert h.reported_codes == ["RESOURCE_EXHAUSTED"]
 
 
-@pytest.mark.parametrize("message_type", ["$ws:custom", "__internal", "$ws:rpc-progress", "__heartbeat_ack"])
+@pytest.mark.parametrize(
+    "message_type", ["$ws:custom", "__internal", "$ws:rpc-progress", "__heartbeat_ack"]
+)
 async def test_reserved_types_are_refused(app: Any, message_type: str) -> None:
     _ping_handler(app)
     async with Harness(app.router) as h:
@@ -174,10 +183,22 @@ async def test_unknown_type_can_be_ignored_but_is_still_reported(app_factory: An
         ({"type": "PING", "payload": {"text": "a"}, "x": 1}, [["x"]]),
         ({"type": "PING", "payload": {"text": "a"}, "meta": {"foo": 1}}, [["meta", "foo"]]),
         ({"type": "PING", "payload": {"text": "a"}, "meta": []}, [["meta"]]),
-        ({"type": "PING", "payload": {"text": "a"}, "meta": {"timestamp": "now"}}, [["meta", "timestamp"]]),
-        ({"type": "PING", "payload": {"text": "a"}, "meta": {"timeoutMs": 0}}, [["meta", "timeoutMs"]]),
-        ({"type": "PING", "payload": {"text": "a"}, "meta": {"timeoutMs": True}}, [["meta", "timeoutMs"]]),
-        ({"type": "PING", "payload": {"text": "a"}, "meta": {"correlationId": 7}}, [["meta", "correlationId"]]),
+        (
+            {"type": "PING", "payload": {"text": "a"}, "meta": {"timestamp": "now"}},
+            [["meta", "timestamp"]],
+        ),
+        (
+            {"type": "PING", "payload": {"text": "a"}, "meta": {"timeoutMs": 0}},
+            [["meta", "timeoutMs"]],
+        ),
+        (
+            {"type": "PING", "payload": {"text": "a"}, "meta": {"timeoutMs": True}},
+            [["meta", "timeoutMs"]],
+        ),
+        (
+            {"type": "PING", "payload": {"text": "a"}, "meta": {"correlationId": 7}},
+            [["meta", "correlationId"]],
+        ),
         ({"type": "BARE", "payload": {}}, [["payload"]]),
         ({"type": "BARE", "payload": None}, [["payload"]]),
         ({"type": "NOTICE", "payload": {"userId": "u", "count": "5"}}, [["payload", "count"]]),
@@ -240,7 +261,10 @@ async def test_rpc_without_correlation_id_is_refused(app: Any) -> None:
                     "message": "RPC requests need meta.correlationId",
                     "details": {
                         "issues": [
-                            {"path": ["meta", "correlationId"], "message": "Required for RPC requests"}
+                            {
+                                "path": ["meta", "correlationId"],
+                                "message": "Required for RPC requests",
+                            }
                         ]
                     },
                 },
@@ -258,7 +282,9 @@ async def test_reserved_meta_keys_are_stripped_not_rejected(app: Any) -> None:
 
     async with Harness(app.router) as h:
         conn = await h.connect()
-        conn.send(app.Ping, {"text": "a"}, meta={"clientId": "spoofed", "receivedAt": 1, "timestamp": 5})
+        conn.send(
+            app.Ping, {"text": "a"}, meta={"clientId": "spoofed", "receivedAt": 1, "timestamp": 5}
+        )
         await h.flush()
         assert metas == [{"timestamp": 5}]
         assert conn.payloads(app.Pong) == [{"reply": conn.client_id}]
@@ -294,7 +320,7 @@ async def test_handler_exception_is_internal_without_leaking_text(app: Any) -> N
             '"message":"Internal server error","retryAfterMs":200}}'
         ]
         assert "secret" not in conn.raw_frames[0]
-        (err, info), = hook_calls
+        ((err, info),) = hook_calls
         assert isinstance(err, KeyError)
         assert info.message_type == "PING"
         assert info.client_id == conn.client_id
@@ -321,7 +347,9 @@ async def test_debug_mode_shows_exception_text(app_factory: Any) -> None:
         conn = await h.connect()
         conn.send(app.Ping, {"text": "a"})
         await h.flush()
-        assert conn.errors == [{"code": "INTERNAL", "message": "ValueError: boom", "retryAfterMs": 200}]
+        assert conn.errors == [
+            {"code": "INTERNAL", "message": "ValueError: boom", "retryAfterMs": 200}
+        ]
 
 
 async def test_middleware_exception_is_internal(app: Any) -> None:
@@ -359,7 +387,11 @@ async def test_raised_rpc_error_keeps_its_code(app: Any) -> None:
         assert call.terminal == {
             "type": "RPC_ERROR",
             "meta": {"correlationId": call.correlation_id},
-            "payload": {"code": "NOT_FOUND", "message": "No such user", "details": {"userId": "u7"}},
+            "payload": {
+                "code": "NOT_FOUND",
+                "message": "No such user",
+                "details": {"userId": "u7"},
+            },
         }
 
 
@@ -473,7 +505,11 @@ async def test_deadline_from_timeout_ms(app: Any) -> None:
         assert call.terminal == {
             "type": "RPC_ERROR",
             "meta": {"correlationId": call.correlation_id},
-            "payload": {"code": "DEADLINE_EXCEEDED", "message": "Deadline exceeded", "retryAfterMs": 50},
+            "payload": {
+                "code": "DEADLINE_EXCEEDED",
+                "message": "Deadline exceeded",
+                "retryAfterMs": 50,
+            },
         }
         assert seen["ctx"].cancelled and seen["ctx"].cancel_reason == "deadline"
         assert h.reported_codes == ["DEADLINE_EXCEEDED"]

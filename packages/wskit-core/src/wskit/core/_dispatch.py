@@ -53,7 +53,7 @@ def validate_envelope(
 
     meta: dict[str, Any]
     extended: dict[str, Any] | None = None
-    raw_meta = obj.get("meta", None)
+    raw_meta = obj.get("meta")
     if raw_meta is None and "meta" not in obj:
         meta = {}
     elif type(raw_meta) is dict:

@@ -23,7 +23,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Generic, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, Literal, Protocol, TypeVar, cast
 
 from wskit.core._dispatch import validate_envelope
 from wskit.core.context import CloseContext, MessageContext, OpenContext, RpcContext
@@ -38,6 +38,7 @@ from wskit.core.envelope import (
     is_reserved_type,
 )
 from wskit.core.errors import (
+    _UNSET,
     ERROR_CODE_META,
     CloseError,
     ErrorCode,
@@ -51,7 +52,7 @@ from wskit.core.errors import (
 if TYPE_CHECKING:
     from wskit.core.clock import TimerHandle
     from wskit.core.router import Route, Router
-    from wskit.core.schema import MessageSchema
+    from wskit.core.schema import MessageSchema, RpcSchema
 
 __all__ = [
     "Connection",
@@ -69,7 +70,6 @@ _log = logging.getLogger("wskit.core")
 ConnectionState = Literal["connecting", "open", "closing", "closed"]
 OverflowPolicy = Literal["close", "drop"]
 
-_UNSET: Any = object()
 _OUT_META_DROP: Final = frozenset({"type", "correlationId", "clientId", "receivedAt"})
 
 #: Close codes used by the core.
@@ -310,10 +310,10 @@ class Connection(Generic[D]):
             await asyncio.wait((worker,))
         router = self.router
         if was_open and router._close_hooks:
-            ctx = CloseContext(self, code, reason)
+            close_ctx = CloseContext(self, code, reason)
             for hook in router._close_hooks:
                 try:
-                    result = hook(ctx)
+                    result = hook(close_ctx)
                     if inspect.isawaitable(result):
                         await result
                 except Exception as exc:
@@ -453,7 +453,7 @@ class Connection(Generic[D]):
                     running.add(loop.create_task(self._dispatch(received_at, item)))
                 if not running:
                     return
-                done, running_left = await asyncio.wait(
+                _done, running_left = await asyncio.wait(
                     running, return_when=asyncio.FIRST_COMPLETED
                 )
                 running = set(running_left)
@@ -512,17 +512,16 @@ class Connection(Generic[D]):
             await self._report(exc, message_type, None)
             return
         if cid in self._rpcs:
-            exc = ProtocolError(
+            dup = ProtocolError(
                 ErrorCode.ALREADY_EXISTS,
                 "An RPC with this correlationId is already in flight",
                 message_type=message_type,
             )
-            self.send_error(RPC_ERROR, exc.code, exc.message, correlation_id=cid)
-            await self._report(exc, message_type, None)
+            self.send_error(RPC_ERROR, dup.code, dup.message, correlation_id=cid)
+            await self._report(dup, message_type, None)
             return
-        ctx: RpcContext[Any, Any, D] = RpcContext(
-            self, route.schema, payload, meta, received_at, cid  # type: ignore[arg-type]
-        )
+        schema = cast("RpcSchema[Any, Any]", route.schema)
+        ctx: RpcContext[Any, Any, D] = RpcContext(self, schema, payload, meta, received_at, cid)
         self._rpcs[cid] = ctx
         clock = self.router.clock
         if ctx.deadline is not None:
@@ -652,10 +651,7 @@ class Connection(Generic[D]):
             except ValidationError as exc:
                 raise OutboundValidationError(schema.type, exc.issues) from None
         out_meta: dict[str, Any]
-        if meta:
-            out_meta = {k: v for k, v in meta.items() if k not in _OUT_META_DROP}
-        else:
-            out_meta = {}
+        out_meta = {k: v for k, v in meta.items() if k not in _OUT_META_DROP} if meta else {}
         if correlation_id is not None:
             out_meta["correlationId"] = correlation_id
         return encode_envelope(
@@ -875,4 +871,3 @@ def _correlation_id(obj: dict[str, Any]) -> str | None:
         if type(cid) is str:
             return cid
     return None
-

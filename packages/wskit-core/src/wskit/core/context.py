@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from wskit.core.envelope import ERROR, RPC_ERROR, RPC_PROGRESS
+from wskit.core.errors import _UNSET
 
 if TYPE_CHECKING:
     from wskit.core.connection import Connection
@@ -32,8 +33,6 @@ R = TypeVar("R")
 D = TypeVar("D")
 
 _log = logging.getLogger("wskit.core")
-
-_UNSET: Any = object()
 
 
 class BaseContext(Generic[D]):
@@ -132,9 +131,7 @@ class CloseContext(BaseContext[D]):
     @property
     def topics(self) -> ReadonlyTopics:
         """The subscriptions the connection had, read-only."""
-        return self.connection.router.require_pubsub("ctx.topics").readonly_topics(
-            self.connection
-        )
+        return self.connection.router.require_pubsub("ctx.topics").readonly_topics(self.connection)
 
 
 class MessageContext(_SendingContext[D], Generic[P, D]):
@@ -271,7 +268,9 @@ class RpcContext(MessageContext[P, D], Generic[P, R, D]):
             return None
         return max(0.0, self.deadline - self.connection.router.clock.now())
 
-    def reply(self, payload: R | Mapping[str, Any] | None = None, *, meta: Mapping[str, Any] | None = None) -> None:
+    def reply(
+        self, payload: R | Mapping[str, Any] | None = None, *, meta: Mapping[str, Any] | None = None
+    ) -> None:
         """Send the terminal response (validated against the response schema).
 
         Later ``reply``/``error``/``progress`` calls are ignored.
@@ -355,4 +354,3 @@ class RpcContext(MessageContext[P, D], Generic[P, R, D]):
         task = self._task
         if task is not None and not task.done():
             task.cancel()
-

@@ -31,6 +31,10 @@ __all__ = [
 ]
 
 
+#: Sentinel for "argument not given" where ``None`` is a meaningful value.
+_UNSET: Any = object()
+
+
 class ErrorCode:
     """The 13 standard (gRPC-aligned) error codes as string constants."""
 

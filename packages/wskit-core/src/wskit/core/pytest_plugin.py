@@ -19,7 +19,7 @@ import pytest
 try:  # strict-mode pytest-asyncio needs its own decorator for async fixtures
     from pytest_asyncio import fixture as _async_fixture
 except ImportError:  # pragma: no cover - pytest-asyncio is how async tests run
-    _async_fixture = pytest.fixture
+    _async_fixture = pytest.fixture  # type: ignore[assignment]
 
 from wskit.core.router import Router
 from wskit.core.testing import FakeClock, Harness

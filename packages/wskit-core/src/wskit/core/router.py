@@ -177,17 +177,23 @@ class Router(Generic[D]):
         return middleware
 
     @overload
-    def on(
-        self, schema: RpcSchema[P, R], *, middleware: tuple[Middleware[D], ...] | list[Middleware[D]] = ()
+    def on(  # type: ignore[overload-overlap]
+        self,
+        schema: RpcSchema[P, R],
+        *,
+        middleware: tuple[Middleware[D], ...] | list[Middleware[D]] = (),
     ) -> Callable[[RpcHandler[P, R, D]], RpcHandler[P, R, D]]: ...
 
     @overload
     def on(
-        self, schema: MessageSchema[P], *, middleware: tuple[Middleware[D], ...] | list[Middleware[D]] = ()
+        self,
+        schema: MessageSchema[P],
+        *,
+        middleware: tuple[Middleware[D], ...] | list[Middleware[D]] = (),
     ) -> Callable[[EventHandler[P, D]], EventHandler[P, D]]: ...
 
     @overload
-    def on(
+    def on(  # type: ignore[overload-overlap]
         self,
         schema: RpcSchema[P, R],
         handler: RpcHandler[P, R, D],
@@ -228,7 +234,10 @@ class Router(Generic[D]):
 
     @overload
     def rpc(
-        self, schema: RpcSchema[P, R], *, middleware: tuple[Middleware[D], ...] | list[Middleware[D]] = ()
+        self,
+        schema: RpcSchema[P, R],
+        *,
+        middleware: tuple[Middleware[D], ...] | list[Middleware[D]] = (),
     ) -> Callable[[RpcHandler[P, R, D]], RpcHandler[P, R, D]]: ...
 
     @overload

@@ -75,9 +75,7 @@ class JsonObjectCodec:
 
     def decode(self, data: Any) -> dict[str, Any]:
         if type(data) is not dict:
-            raise ValidationError(
-                "Validation failed", [Issue([], "Expected an object")]
-            )
+            raise ValidationError("Validation failed", [Issue([], "Expected an object")])
         return data
 
     def encode(self, value: Any, *, validate: bool) -> Any:
@@ -175,9 +173,7 @@ class RpcSchema(MessageSchema[P], Generic[P, R]):
         meta: PayloadCodec[Any] | None = None,
         validate_outgoing: bool | None = None,
     ) -> None:
-        super().__init__(
-            message_type, payload, meta=meta, validate_outgoing=validate_outgoing
-        )
+        super().__init__(message_type, payload, meta=meta, validate_outgoing=validate_outgoing)
         if not isinstance(response, MessageSchema) or isinstance(response, RpcSchema):
             raise SchemaDefinitionError(
                 f"RPC schema for type {message_type!r} must have an event response schema"

@@ -188,7 +188,9 @@ class RpcCall:
 
     async def abort(self) -> None:
         """Send ``$ws:abort`` for this RPC and flush."""
-        self.connection.send_raw(dumps({"type": ABORT, "meta": {"correlationId": self.correlation_id}}))
+        self.connection.send_raw(
+            dumps({"type": ABORT, "meta": {"correlationId": self.correlation_id}})
+        )
         await self.connection.harness.flush()
 
 
@@ -341,7 +343,7 @@ class FakeConnection(Generic[D]):
 
     @property
     def error_codes(self) -> list[str]:
-        return [e.get("code") for e in self.errors]
+        return [str(e.get("code")) for e in self.errors]
 
     def clear(self) -> None:
         """Forget captured frames."""

@@ -9,8 +9,8 @@ from typing import Any, Generic, TypeVar
 import pydantic
 import pydantic_core
 from pydantic import BaseModel, ConfigDict
-from pydantic.fields import FieldInfo
 from pydantic.alias_generators import to_camel
+from pydantic.fields import FieldInfo
 
 from wskit.core.errors import Issue, SchemaDefinitionError, ValidationError
 
