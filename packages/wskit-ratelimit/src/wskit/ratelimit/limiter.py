@@ -76,8 +76,9 @@ class RateLimiter(Protocol):
     async def consume(self, key: str, cost: int = 1) -> Decision:
         """Take ``cost`` tokens from ``key``'s bucket, or refuse; never partial.
 
-        Calls for one key are decided in call order. ``cost`` is an integer
-        >= 0 (see :func:`check_cost`).
+        Each decision is atomic per key (the memory limiter decides in call
+        order; a shared limiter in the order calls reach its backend).
+        ``cost`` is an integer >= 0 (see :func:`check_cost`).
         """
         ...
 
