@@ -156,6 +156,8 @@ class Connection(Generic[D]):
         "_out_waiter",
         "_outbox",
         "_overflow_notified",
+        "_pump_interrupted",
+        "_pump_task",
         "_rpcs",
         "_worker",
         "client_id",
@@ -206,6 +208,8 @@ class Connection(Generic[D]):
         self._out_bytes = 0
         self._out_waiter: asyncio.Future[None] | None = None
         self._overflow_notified = False
+        self._pump_task: asyncio.Task[Any] | None = None
+        self._pump_interrupted = False
         self._rpcs: dict[str, RpcContext[Any, Any, D]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._close_requested: _Close | None = None
@@ -275,7 +279,9 @@ class Connection(Generic[D]):
 
     def request_close(self, code: int = 1000, reason: str = "", *, discard: bool = False) -> None:
         """Ask the transport to close the socket after the frames already queued
-        (or at once with ``discard``). Inbound frames are ignored from now on."""
+        (or at once with ``discard``: queued frames are dropped and a pump stuck
+        writing to a peer that stopped reading is interrupted). Inbound frames are
+        ignored from now on."""
         if self._close_requested is not None or self.state == "closed":
             return
         if discard:
@@ -284,6 +290,10 @@ class Connection(Generic[D]):
         self._close_requested = close = _Close(code, reason)
         self._outbox.append(close)
         self._wake()
+        pump = self._pump_task
+        if discard and pump is not None and not pump.done() and pump is not asyncio.current_task():
+            self._pump_interrupted = True
+            pump.cancel()
 
     async def handle_close(self, code: int | None = None, reason: str = "") -> None:
         """Tell the router the socket is closed. Idempotent; awaits the cleanup.
@@ -770,21 +780,34 @@ class Connection(Generic[D]):
         """
         loop = asyncio.get_running_loop()
         outbox = self._outbox
-        while True:
-            while outbox:
-                item = self.pop_outbound()
-                if type(item) is str:
-                    await transport.send(item)
-                elif type(item) is _Ping:
-                    await transport.ping()
-                elif isinstance(item, _Close):
-                    await transport.close(item.code, item.reason)
+        self._pump_task = asyncio.current_task()
+        try:
+            while True:
+                while outbox:
+                    item = self.pop_outbound()
+                    if type(item) is str:
+                        await transport.send(item)
+                    elif type(item) is _Ping:
+                        await transport.ping()
+                    elif isinstance(item, _Close):
+                        await transport.close(item.code, item.reason)
+                        return
+                if self.state == "closed":
                     return
-            if self.state == "closed":
-                return
-            waiter = loop.create_future()
-            self._out_waiter = waiter
-            await waiter
+                waiter = loop.create_future()
+                self._out_waiter = waiter
+                await waiter
+        except asyncio.CancelledError:
+            close = self._close_requested
+            if not self._pump_interrupted or close is None:
+                raise
+            self._pump_interrupted = False
+            task = asyncio.current_task()
+            if task is not None and hasattr(task, "uncancel"):
+                task.uncancel()
+            await transport.close(close.code, close.reason)
+        finally:
+            self._pump_task = None
 
     # ------------------------------------------------------------- heartbeat
 
@@ -818,7 +841,7 @@ class Connection(Generic[D]):
         if hb.on_stale is not None:
             self.run_callback(lambda: hb.on_stale(self) if hb.on_stale else None)
         self._hb_cancel()
-        self.request_close(CLOSE_INTERNAL_ERROR, "Heartbeat timeout")
+        self.request_close(CLOSE_INTERNAL_ERROR, "Heartbeat timeout", discard=True)
 
     # ------------------------------------------------------------- plumbing
 

@@ -170,17 +170,20 @@ _DROP: Final = object()
 
 
 def _sanitize_value(item: Any) -> Any:
+    if isinstance(item, (Mapping, list, tuple, str)):
+        try:
+            size = len(json.dumps(item, separators=(",", ":"), default=str))
+        except (TypeError, ValueError):
+            size = 0
+        if size > _MAX_DETAIL_VALUE_CHARS:
+            return _DROP
     if isinstance(item, Mapping):
-        item = _sanitize_mapping(item)
-    elif isinstance(item, (list, tuple)):
-        item = [v for v in (_sanitize_value(x) for x in item) if v is not _DROP]
+        return _sanitize_mapping(item)
+    if isinstance(item, (list, tuple)):
+        return [v for v in (_sanitize_value(x) for x in item) if v is not _DROP]
     try:
-        text = json.dumps(item, separators=(",", ":"))
+        json.dumps(item)
     except (TypeError, ValueError):
-        return _DROP
-    if isinstance(item, (Mapping, list)) and len(text) > _MAX_DETAIL_VALUE_CHARS:
-        return _DROP
-    if isinstance(item, str) and len(item) > _MAX_DETAIL_VALUE_CHARS:
         return _DROP
     return item
 

@@ -1,0 +1,252 @@
+"""Connection mechanics without a validator package: outbound FIFO and
+overflow policies, heartbeat, the pump/transport contract, the fake clock and
+the pytest fixtures."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from wskit.core import (
+    ErrorInfo,
+    HeartbeatOptions,
+    Router,
+    any_object,
+    create_router,
+    define_message,
+    define_rpc,
+)
+from wskit.core.testing import FakeClock, Harness
+
+Ping = define_message("PING", any_object())
+Blob = define_message("BLOB", any_object())
+Echo = define_rpc("ECHO", any_object(), "ECHOED", any_object())
+
+
+def _router(**options: Any) -> Router[dict[str, Any]]:
+    router = create_router(**options)
+
+    @router.on(Ping)
+    async def ping(ctx: Any) -> None:
+        for _ in range(ctx.payload.get("n", 1)):
+            ctx.send(Blob, {"data": ctx.payload.get("data", "")})
+
+    @router.rpc(Echo)
+    async def echo(ctx: Any) -> None:
+        ctx.reply(ctx.payload)
+
+    return router
+
+
+class _StalledTransport:
+    """A socket whose peer stopped reading: send never completes."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.closed: tuple[int, str] | None = None
+        self.blocked = asyncio.Event()
+
+    async def send(self, frame: str) -> None:
+        self.sent.append(frame)
+        self.blocked.set()
+        await asyncio.Event().wait()
+
+    async def ping(self) -> None:
+        pass
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+
+async def test_raw_json_object_codec_without_validator_plugin() -> None:
+    router = _router()
+    async with Harness(router) as h:
+        conn = await h.connect()
+        conn.send(Ping, {"data": "x", "n": 2})
+        assert await conn.request(Echo, {"any": ["thing"]}) == {"any": ["thing"]}
+        assert conn.payloads(Blob) == [{"data": "x"}, {"data": "x"}]
+        conn.send(Ping, [1])
+        await h.flush()
+        assert conn.errors[-1]["details"] == {
+            "issues": [{"path": ["payload"], "message": "Expected an object"}]
+        }
+
+
+async def test_overflow_close_policy_closes_1013_and_bounds_memory() -> None:
+    router = _router(max_buffered_bytes=1000)
+    conn = router.connect()
+    transport = _StalledTransport()
+    pump = asyncio.create_task(conn.pump(transport))
+    assert await conn.open()
+    conn.receive('{"type":"PING","payload":{"data":"' + "x" * 90 + '","n":5}}')
+    await conn.wait_idle()
+    await asyncio.wait_for(transport.blocked.wait(), 5)  # the pump took the first frame
+    assert len(transport.sent) == 1
+    # the pump is stuck writing the first frame; the next burst overflows the buffer
+    conn.receive('{"type":"PING","payload":{"data":"' + "x" * 90 + '","n":5}}')
+    await conn.wait_idle()
+    await asyncio.wait_for(pump, 5)  # interrupted: the stuck write is abandoned
+    assert len(transport.sent) == 1
+    assert conn.close_requested == (1013, "Outbound buffer full")
+    assert transport.closed == (1013, "Outbound buffer full")
+    assert conn.buffered_bytes == 0
+    await conn.handle_close(1013, "Outbound buffer full")
+
+
+async def test_overflow_drop_policy_drops_and_tells_the_client_once() -> None:
+    router = _router(max_buffered_bytes=1000, overflow="drop")
+    reported: list[BaseException] = []
+    router.observe(lambda e, i: reported.append(e))
+    conn = router.connect()
+    assert await conn.open()
+    conn.receive('{"type":"PING","payload":{"data":"' + "x" * 90 + '","n":50}}')
+    await conn.wait_idle()
+    frames: list[Any] = []
+    while (item := conn.pop_outbound()) is not None:
+        frames.append(item)
+    blobs = [f for f in frames if '"BLOB"' in f]
+    errors = [f for f in frames if '"ERROR"' in f]
+    assert 0 < len(blobs) < 50
+    assert sum(len(f) for f in blobs) <= 1000
+    assert errors == [
+        '{"type":"ERROR","meta":{},"payload":{"code":"RESOURCE_EXHAUSTED",'
+        '"message":"Outbound buffer full: messages dropped","retryAfterMs":100}}'
+    ]
+    assert frames[-1] == errors[0]
+    assert conn.buffered_bytes == 0
+    assert conn.close_requested is None
+    # drained: the next burst is accepted again
+    conn.receive('{"type":"PING","payload":{"data":"y","n":1}}')
+    await conn.wait_idle()
+    assert conn.pop_outbound() == '{"type":"BLOB","meta":{},"payload":{"data":"y"}}'
+    await conn.handle_close(1000, "")
+
+
+async def test_a_single_frame_larger_than_the_buffer_still_goes_out() -> None:
+    router = _router(max_buffered_bytes=100)
+    async with Harness(router) as h:
+        conn = await h.connect()
+        conn.send(Ping, {"data": "z" * 500})
+        await h.flush()
+        assert conn.payloads(Blob) == [{"data": "z" * 500}]
+        assert conn.server_close is None
+
+
+async def test_heartbeat_pings_idle_peers_and_closes_stale_ones() -> None:
+    stale: list[str] = []
+    router = _router()
+    hb = HeartbeatOptions(
+        interval_ms=1000, timeout_ms=300, on_stale=lambda c: stale.append(c.client_id)
+    )
+    async with Harness(router, heartbeat=hb) as h:
+        alive = await h.connect()
+        silent = await h.connect()
+        silent.auto_pong = False
+        await h.advance(999)
+        assert (alive.pings, silent.pings) == (0, 0)
+        await h.advance(1)
+        assert (alive.pings, silent.pings) == (1, 1)
+        await h.advance(299)
+        assert silent.server_close is None
+        await h.advance(1)
+        assert silent.server_close == (1011, "Heartbeat timeout")
+        assert stale == [silent.client_id]
+        assert silent.closed and not alive.closed
+        # traffic counts as liveness: no ping while the peer talks
+        for _ in range(3):
+            await h.advance(600)
+            alive.send(Ping, {})
+            await h.flush()
+        assert alive.pings == 1
+        await h.advance(2000)
+        assert alive.pings == 2 and alive.server_close is None
+
+
+async def test_pump_writes_frames_in_order_then_closes() -> None:
+    router = _router()
+    conn = router.connect(client_id="c-1")
+    sent: list[Any] = []
+
+    class Recorder:
+        async def send(self, frame: str) -> None:
+            sent.append(frame)
+
+        async def ping(self) -> None:
+            sent.append("PING")
+
+        async def close(self, code: int, reason: str) -> None:
+            sent.append((code, reason))
+
+    pump = asyncio.create_task(conn.pump(Recorder()))
+    assert await conn.open()
+    assert conn.client_id == "c-1" and router.connections == {"c-1": conn}
+    conn.receive('{"type":"PING","payload":{"data":"a","n":2}}')
+    conn.receive('{"type":"__heartbeat"}')
+    await conn.wait_idle()
+    conn.request_close(4000, "done")
+    conn.send_frame("ignored after close request")
+    await asyncio.wait_for(pump, 5)
+    assert sent[0].startswith('{"type":"__heartbeat_ack"')
+    assert sent[1:] == [
+        '{"type":"BLOB","meta":{},"payload":{"data":"a"}}',
+        '{"type":"BLOB","meta":{},"payload":{"data":"a"}}',
+        (4000, "done"),
+    ]
+    await conn.handle_close(4000, "done")
+    assert conn.closed and router.connections == {}
+
+
+async def test_fake_clock_orders_timers_and_cancels() -> None:
+    clock = FakeClock(start_ms=100)
+    fired: list[str] = []
+    clock.call_later(50, lambda: fired.append("b"))
+    clock.call_later(10, lambda: fired.append("a"))
+    clock.call_later(50, lambda: fired.append("c"))
+    cancelled = clock.call_later(20, lambda: fired.append("never"))
+    cancelled.cancel()
+    assert [t.due for t in clock.pending_timers()] == [110, 150, 150]
+    await clock.advance(49)
+    assert fired == ["a"] and clock.now() == 149
+    await clock.advance(1)
+    assert fired == ["a", "b", "c"]
+    with pytest.raises(ValueError):
+        await clock.advance(-1)
+
+
+async def test_error_observer_sees_info(wskit_harness: Any) -> None:
+    router = _router()
+    h = wskit_harness(router)
+    conn = await h.connect()
+    conn.send_raw("{bad")
+    await h.flush()
+    (reported,) = h.reported
+    assert isinstance(reported.info, ErrorInfo)
+    assert reported.info.client_id == conn.client_id
+    assert reported.code == "INVALID_ARGUMENT"
+
+
+async def test_pytest_fixture_harness_uses_the_fake_clock(
+    wskit_harness: Any, fake_clock: FakeClock
+) -> None:
+    router = _router()
+    h = wskit_harness(router)
+    assert router.clock is fake_clock
+    await fake_clock.advance(42)
+    conn = await h.connect()
+    seen: list[float] = []
+    router.on(define_message("T"), lambda ctx: seen.append(ctx.received_at))
+    conn.send("T")
+    await h.flush()
+    assert seen == [42]
+
+
+async def test_harness_reports_leaked_timers() -> None:
+    router = _router()
+    h = Harness(router)
+    assert h.clock is not None
+    h.clock.call_later(10, lambda: None)
+    with pytest.raises(AssertionError, match="timers leaked"):
+        async with h:
+            pass
