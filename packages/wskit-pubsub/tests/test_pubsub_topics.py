@@ -44,6 +44,10 @@ def make_router(adapter: Any = None, **options: Any) -> Any:
     return router
 
 
+DENY = lambda topic, conn: False  # noqa: E731
+PATTERN_MESSAGE = "Topic format invalid (allowed: a-z0-9:_-/.)"
+
+
 def topics_of(router: Any, conn: FakeConnection[Any]) -> Any:
     return get_pubsub(router).topics(conn.connection)
 
@@ -247,13 +251,17 @@ async def test_hook_failure_is_reported_and_not_rolled_back() -> None:
     [
         ("", "Topic must be a non-empty string", {"reason": "pattern"}),
         (7, "Topic must be a non-empty string", {"reason": "pattern"}),
-        ("x" * 129, "Topic exceeds 128 characters", {"reason": "length", "length": 129, "max": 128}),
+        (
+            "x" * 129,
+            "Topic exceeds 128 characters",
+            {"reason": "length", "length": 129, "max": 128},
+        ),
         (
             "room 1",
-            "Topic format invalid (allowed: a-z0-9:_-/.)",
+            PATTERN_MESSAGE,
             {"reason": "pattern", "topic": "room 1"},
         ),
-        ("room#1", "Topic format invalid (allowed: a-z0-9:_-/.)", {"reason": "pattern", "topic": "room#1"}),
+        ("room#1", PATTERN_MESSAGE, {"reason": "pattern", "topic": "room#1"}),
     ],
 )
 async def test_invalid_topics(topic: Any, message: str, details: dict[str, Any]) -> None:
@@ -523,12 +531,12 @@ async def test_concurrent_changes_of_one_connection_are_serialized() -> None:
     ("options", "topic", "wire", "pubsub_code", "retryable"),
     [
         ({}, "bad topic", "INVALID_ARGUMENT", "INVALID_TOPIC", False),
-        ({"authorize_subscribe": lambda t, c: False}, "a", "PERMISSION_DENIED", "ACL_SUBSCRIBE", False),
-        ({"max_topics_per_connection": 0}, "a", "RESOURCE_EXHAUSTED", "TOPIC_LIMIT_EXCEEDED", False),
+        ({"authorize_subscribe": DENY}, "a", "PERMISSION_DENIED", "ACL_SUBSCRIBE", False),
+        ({"max_topics_per_connection": 0}, "a", "RESOURCE_EXHAUSTED", "TOPIC_LIMIT_EXCEEDED", 0),
     ],
 )
 async def test_pubsub_errors_reach_the_client(
-    options: dict[str, Any], topic: str, wire: str, pubsub_code: str, retryable: bool
+    options: dict[str, Any], topic: str, wire: str, pubsub_code: str, retryable: int
 ) -> None:
     router = make_router(**options)
     async with Harness(router) as h:
@@ -539,7 +547,7 @@ async def test_pubsub_errors_reach_the_client(
         body = conn.errors[0]
         assert body["code"] == wire
         assert body["details"]["pubsubCode"] == pubsub_code
-        assert body["retryable"] is retryable
+        assert body["retryable"] is bool(retryable)
         assert conn.subscriptions == []
         assert h.reported_codes == [wire]
 

@@ -45,8 +45,8 @@ from wskit.pubsub.adapter import (
     EXCLUDE_CLIENT_ID,
     DeliverFn,
     DistributedPubSubAdapter,
-    PubSubAdapter,
     PublishEnvelope,
+    PubSubAdapter,
 )
 from wskit.pubsub.errors import WIRE_CODES, BackendUnavailable, PubSubError, PubSubErrorCode
 from wskit.pubsub.memory import MemoryPubSub

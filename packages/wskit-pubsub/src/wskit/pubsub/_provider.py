@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from wskit.core.errors import CapabilityError, RpcError, ValidationError
 from wskit.core.pubsub import PublishRecord, PublishResult
-from wskit.pubsub.adapter import EXCLUDE_CLIENT_ID, PubSubAdapter, PublishEnvelope
+from wskit.pubsub.adapter import EXCLUDE_CLIENT_ID, PublishEnvelope, PubSubAdapter
 from wskit.pubsub.errors import PubSubError
 from wskit.pubsub.memory import MemoryPubSub
 from wskit.pubsub.rules import TopicRules
@@ -41,7 +41,9 @@ TopicHook = Callable[[str, "Connection[Any]"], Any]
 
 _STATE_KEY: Final = "wskit.pubsub"
 # Outbound meta keys never copied from a publisher's ``meta``.
-_META_DROP: Final = frozenset({"type", "correlationId", "clientId", "receivedAt", EXCLUDE_CLIENT_ID})
+_META_DROP: Final = frozenset(
+    {"type", "correlationId", "clientId", "receivedAt", EXCLUDE_CLIENT_ID}
+)
 
 
 class _ConnTopics:
@@ -481,7 +483,7 @@ class PubSub:
                 raise _Failed(
                     PublishResult.failure(
                         "VALIDATION",
-                        details={"issues": [{"path": ["payload"], "message": "Message has no payload"}]},
+                        details={"issues": [_issue("Message has no payload")]},
                     )
                 )
             return None, False
@@ -489,7 +491,7 @@ class PubSub:
             raise _Failed(
                 PublishResult.failure(
                     "VALIDATION",
-                    details={"issues": [{"path": ["payload"], "message": "Payload required"}]},
+                    details={"issues": [_issue("Payload required")]},
                 )
             )
         validate = schema.validate_outgoing
@@ -501,7 +503,7 @@ class PubSub:
             raise _Failed(
                 PublishResult.failure(
                     "VALIDATION",
-                    details={"issues": [{**i, "path": ["payload", *i["path"]]} for i in exc.issues]},
+                    details={"issues": [_issue(i["message"], i["path"]) for i in exc.issues]},
                 )
             ) from None
 
@@ -556,6 +558,10 @@ class PubSub:
             except Exception:
                 _log.exception("wskit.pubsub: delivery to %s failed", client_id)
         return matched
+
+
+def _issue(message: str, path: list[Any] | None = None) -> dict[str, Any]:
+    return {"path": ["payload", *(path or [])], "message": message}
 
 
 class _Failed(Exception):

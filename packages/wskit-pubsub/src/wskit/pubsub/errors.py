@@ -98,5 +98,9 @@ class BackendUnavailable(PubSubError):
     so callers never catch backend-specific types. Its code is ``ADAPTER_ERROR``.
     """
 
-    def __init__(self, message: str = "Pub/sub backend unavailable", details: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        message: str = "Pub/sub backend unavailable",
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__("ADAPTER_ERROR", message, details)

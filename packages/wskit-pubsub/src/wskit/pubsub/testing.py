@@ -33,10 +33,10 @@ from typing import Any, ClassVar
 import pytest
 
 from wskit.core.pubsub import PublishResult
-from wskit.core.schema import define_message
+from wskit.core.schema import MessageSchema, define_message
 from wskit.core.testing import Harness
 from wskit.pubsub._provider import get_pubsub
-from wskit.pubsub.adapter import PubSubAdapter, PublishEnvelope
+from wskit.pubsub.adapter import PublishEnvelope, PubSubAdapter
 from wskit.pubsub.memory import MemoryPubSub
 
 __all__ = [
@@ -120,8 +120,12 @@ class InProcessBroker:
             deliver = instance._deliver
             if deliver is not None and topic in instance._channels:
                 receivers += 1
-                loop.call_soon(lambda d=deliver: d(PublishEnvelope.from_json(data)))
+                loop.call_soon(_deliver_json, deliver, data)
         return receivers
+
+
+def _deliver_json(deliver: Callable[[PublishEnvelope], int], data: str) -> None:
+    deliver(PublishEnvelope.from_json(data))
 
 
 class _BrokerAdapter:
@@ -187,10 +191,10 @@ class DeliverySink:
         await asyncio.wait_for(loop(), timeout)
 
 
-def _env(topic: str, message_type: str, text: str = "x", exclude: str | None = None) -> PublishEnvelope:
-    return PublishEnvelope(
-        topic, message_type, {"k": 1}, {"text": text}, True, exclude, "pk-1"
-    )
+def _env(
+    topic: str, message_type: str, text: str = "x", exclude: str | None = None
+) -> PublishEnvelope:
+    return PublishEnvelope(topic, message_type, {"k": 1}, {"text": text}, True, exclude, "pk-1")
 
 
 def _distributed(adapter: PubSubAdapter) -> bool:
@@ -373,7 +377,7 @@ class AdapterConformance:
             return n
 
         pubsub.deliver = deliver  # type: ignore[method-assign]
-        note = define_message("CONF_NOTE")
+        note: MessageSchema[None] = define_message("CONF_NOTE")
         async with Harness(router) as h:
             alice = await h.connect()
             bob = await h.connect()
