@@ -1,0 +1,180 @@
+"""Outbound envelope building and inbound reply/error decoding (no I/O)."""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Generic, Literal, TypeVar
+
+from wskit.core.envelope import ERROR, STANDARD_META_KEYS, encode_envelope
+from wskit.core.errors import Issue, RpcError, ValidationError
+from wskit.core.schema import MessageSchema
+
+from wskit.client.errors import ServerError
+
+__all__ = ["ClientErrorInfo", "ErrorKind", "Message", "SendStatus"]
+
+P = TypeVar("P")
+
+#: Meta keys the client never takes from ``meta=`` (the server owns the first two;
+#: the correlationId comes only from ``correlation_id=``).
+_DROPPED_META: Final = frozenset({"clientId", "receivedAt", "correlationId"})
+
+ErrorKind = Literal["parse", "validation", "overflow", "server", "handler"]
+
+
+@dataclass(frozen=True, slots=True)
+class Message(Generic[P]):
+    """A validated inbound message: what handlers, streams and ``Call.reply()`` get.
+
+    ``payload`` is the schema's payload type (a model instance for model-form
+    schemas, ``None`` for schemas without a payload).
+    """
+
+    type: str
+    meta: dict[str, Any]
+    payload: P
+
+
+@dataclass(frozen=True, slots=True)
+class ClientErrorInfo:
+    """Where an error passed to ``on_error`` came from.
+
+    ``kind``: ``"parse"`` (undecodable frame; ``details`` is the raw frame),
+    ``"validation"`` (an inbound message or progress update failed its schema;
+    ``details`` is the issue list), ``"overflow"`` (offline queue or stream
+    buffer full), ``"server"`` (an uncorrelated ``ERROR`` frame) or
+    ``"handler"`` (a handler, stream or progress callback raised).
+    """
+
+    kind: ErrorKind
+    message_type: str | None = None
+    details: Any = None
+
+
+class SendStatus(enum.Enum):
+    """What :meth:`Client.send` did with a message. Falsy only for ``DROPPED``."""
+
+    SENT = "sent"
+    """Handed to the open connection's writer."""
+    QUEUED = "queued"
+    """Held in the offline queue; sent in order on the next open."""
+    DROPPED = "dropped"
+    """Not sent: the queue is off or full (policy ``drop-newest``)."""
+
+    def __bool__(self) -> bool:
+        return self is not SendStatus.DROPPED
+
+
+def _meta_issue(key: str, value: Any) -> Issue | None:
+    t = type(value)
+    if key == "timestamp":
+        ok = t is int or (t is float and math.isfinite(value))
+        return None if ok else Issue(["meta", key], "Expected a number (milliseconds)")
+    if key == "timeoutMs":
+        return None if t is int and value > 0 else Issue(["meta", key], "Expected a positive integer")
+    return None if t is str else Issue(["meta", key], "Expected a string")
+
+
+def build_meta(
+    schema: MessageSchema[Any],
+    meta: Mapping[str, Any] | None,
+    *,
+    timestamp: int,
+    correlation_id: str | None,
+    idempotency_key: str | None,
+) -> dict[str, Any]:
+    """``{"timestamp": now, ...meta}`` with standard keys checked and extended
+    meta validated by the schema's meta codec. Raises ``ValidationError``."""
+    out: dict[str, Any] = {"timestamp": timestamp}
+    extended: dict[str, Any] | None = None
+    if meta:
+        issues: list[Issue] = []
+        for key, value in meta.items():
+            if key in _DROPPED_META:
+                continue
+            if key in STANDARD_META_KEYS:
+                issue = _meta_issue(key, value)
+                if issue is not None:
+                    issues.append(issue)
+                out[key] = value
+            else:
+                if extended is None:
+                    extended = {}
+                extended[key] = value
+        if extended and schema.meta is None:
+            issues.extend(Issue(["meta", k], "Unrecognized key") for k in extended)
+        if issues:
+            raise ValidationError("Outbound validation failed", issues)
+    if schema.meta is not None:
+        try:
+            wire = schema.meta.encode(extended or {}, validate=True)
+        except ValidationError as exc:
+            raise ValidationError(
+                "Outbound validation failed",
+                [Issue(["meta", *i.get("path", [])], str(i.get("message"))) for i in exc.issues],
+            ) from None
+        out.update(wire)
+    if idempotency_key is not None:
+        out["idempotencyKey"] = idempotency_key
+    if correlation_id is not None:
+        out["correlationId"] = correlation_id
+    return out
+
+
+def encode_message(schema: MessageSchema[Any], payload: Any, meta: dict[str, Any]) -> str:
+    """Validate ``payload`` with the schema's codec and serialize the frame."""
+    codec = schema.payload
+    if codec is None:
+        if payload is not None:
+            raise TypeError(f"Message {schema.type!r} has no payload")
+        return encode_envelope(schema.type, meta)
+    if payload is None:
+        raise TypeError(f"Message {schema.type!r} needs a payload")
+    try:
+        wire = codec.encode(payload, validate=schema.validate_outgoing is not False)
+    except ValidationError as exc:
+        raise ValidationError(
+            "Outbound validation failed",
+            [Issue(["payload", *i.get("path", [])], str(i.get("message"))) for i in exc.issues],
+        ) from None
+    return encode_envelope(schema.type, meta, wire, has_payload=True)
+
+
+def error_from_frame(message_type: str, obj: Mapping[str, Any]) -> RpcError:
+    """Build the exception for an ``RPC_ERROR`` (:class:`RpcError`) or ``ERROR``
+    (:class:`ServerError`) frame, tolerating malformed payloads.
+
+    An explicit ``"retryAfterMs": null`` means "do not retry": it sets
+    ``retryable=False`` unless the server sent ``retryable`` itself.
+    """
+    body = obj.get("payload")
+    if type(body) is not dict:
+        body = {}
+    code = body.get("code")
+    if type(code) is not str or not code:
+        code = "INTERNAL" if message_type != ERROR else "UNKNOWN"
+    message = body.get("message")
+    if type(message) is not str or not message:
+        message = "RPC error" if message_type != ERROR else "Server error"
+    details = body.get("details")
+    if type(details) is not dict:
+        details = None
+    retryable = body.get("retryable")
+    if type(retryable) is not bool:
+        retryable = None
+    retry_after = body.get("retryAfterMs")
+    retry_after_ms: int | None = None
+    if (
+        isinstance(retry_after, (int, float))
+        and not isinstance(retry_after, bool)
+        and math.isfinite(retry_after)
+        and retry_after >= 0
+    ):
+        retry_after_ms = int(retry_after)
+    elif retry_after is None and "retryAfterMs" in body and retryable is None:
+        retryable = False
+    cls = ServerError if message_type == ERROR else RpcError
+    return cls(code, message, details, retryable=retryable, retry_after_ms=retry_after_ms)

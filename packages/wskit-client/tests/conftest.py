@@ -1,0 +1,267 @@
+"""Fixtures: a real wskit-aiohttp server on loopback that can be stopped and restarted
+on the same port, its router, the schemas both sides share, and client helpers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from wskit.aiohttp import create_app, token_from_request
+from wskit.client import Client, ClientState
+from wskit.core.errors import RpcError
+from wskit.pydantic import create_router, message, rpc, with_pydantic
+
+SAFETY_TIMEOUT = 10.0  # seconds; a safety net only, never the thing a test waits for
+
+# -- schemas shared by client and server ------------------------------------------------
+
+Echo = rpc("ECHO", {"text": str}, "ECHO_REPLY", {"text": str})
+Count = rpc("COUNT", {"n": int}, "COUNT_DONE", {"value": int})
+Fail = rpc(
+    "FAIL",
+    {"code": str, "retry_after_ms": (int | None, None), "retryable": (bool | None, None)},
+    "FAIL_REPLY",
+    {"ok": bool},
+)
+Crash = rpc("CRASH", None, "CRASH_REPLY", {"ok": bool})
+Slow = rpc("SLOW", {"tag": str}, "SLOW_REPLY", {"tag": str})
+Work = rpc("WORK", {"job": str}, "WORK_DONE", {"job": str, "server": int})
+Note = message("NOTE", text=str)
+NoteAck = message("NOTE_ACK", text=str)
+Push = message("PUSH", seq=int)
+Whoami = rpc("WHOAMI", None, "WHOAMI_REPLY", {"token": str})
+
+# Client-only variants that disagree with the server on purpose.
+EchoExtra = rpc("ECHO", {"text": str, "extra": int}, "ECHO_REPLY", {"text": str})
+EchoWrongReply = rpc("ECHO", {"text": str}, "ECHO_REPLY", {"text": int})
+Nope = rpc("NOPE", {"x": int}, "NOPE_REPLY", {"x": int})
+
+SCHEMAS = SimpleNamespace(
+    Echo=Echo,
+    Count=Count,
+    Fail=Fail,
+    Crash=Crash,
+    Slow=Slow,
+    Work=Work,
+    Note=Note,
+    NoteAck=NoteAck,
+    Push=Push,
+    Whoami=Whoami,
+    EchoExtra=EchoExtra,
+    EchoWrongReply=EchoWrongReply,
+    Nope=Nope,
+)
+
+
+@dataclass
+class ServerState:
+    """What the server saw; survives server restarts (one per test)."""
+
+    notes: list[str] = field(default_factory=list)
+    started: dict[str, asyncio.Event] = field(default_factory=dict)
+    cancelled: dict[str, asyncio.Event] = field(default_factory=dict)
+    cancel_reasons: dict[str, str | None] = field(default_factory=dict)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    work_received: list[tuple[int, str, str | None]] = field(default_factory=list)
+    work_arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    fail_calls: int = 0
+    fail_plan: list[str] = field(default_factory=list)
+    tokens: list[str | None] = field(default_factory=list)
+    require_token: bool = False
+    generation: int = 0
+    notes_arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    def started_event(self, tag: str) -> asyncio.Event:
+        return self.started.setdefault(tag, asyncio.Event())
+
+    def cancelled_event(self, tag: str) -> asyncio.Event:
+        return self.cancelled.setdefault(tag, asyncio.Event())
+
+    async def wait_notes(self, count: int) -> list[str]:
+        async with self.notes_arrived:
+            await asyncio.wait_for(
+                self.notes_arrived.wait_for(lambda: len(self.notes) >= count), SAFETY_TIMEOUT
+            )
+        return list(self.notes)
+
+
+def build_router(state: ServerState) -> Any:
+    router = create_router().plugin(with_pydantic())
+
+    @router.rpc(Echo)
+    async def echo(ctx: Any) -> None:
+        ctx.reply({"text": ctx.payload.text})
+
+    @router.rpc(Count)
+    async def count(ctx: Any) -> None:
+        for i in range(ctx.payload.n):
+            ctx.progress({"value": i})
+        ctx.reply({"value": ctx.payload.n})
+
+    @router.rpc(Fail)
+    async def fail(ctx: Any) -> None:
+        state.fail_calls += 1
+        code = state.fail_plan.pop(0) if state.fail_plan else ctx.payload.code
+        if code == "OK":
+            ctx.reply({"ok": True})
+            return
+        kwargs: dict[str, Any] = {}
+        if ctx.payload.retry_after_ms is not None:
+            kwargs["retry_after_ms"] = ctx.payload.retry_after_ms
+        if ctx.payload.retryable is not None:
+            kwargs["retryable"] = ctx.payload.retryable
+        raise RpcError(code, "boom", {"attempt": state.fail_calls}, **kwargs)
+
+    @router.rpc(Crash)
+    async def crash(ctx: Any) -> None:
+        raise RuntimeError("secret internals")
+
+    @router.rpc(Slow)
+    async def slow(ctx: Any) -> None:
+        tag = ctx.payload.tag
+        cancelled = state.cancelled_event(tag)
+
+        def on_cancel() -> None:
+            state.cancel_reasons[tag] = ctx.cancel_reason
+            cancelled.set()
+
+        ctx.on_cancel(on_cancel)
+        state.started_event(tag).set()
+        await state.release.wait()
+        ctx.reply({"tag": tag})
+
+    @router.rpc(Work)
+    async def work(ctx: Any) -> None:
+        state.work_received.append(
+            (state.generation, ctx.payload.job, ctx.meta.get("idempotencyKey"))
+        )
+        state.work_arrived.set()
+        state.started_event("work:" + ctx.payload.job).set()
+        await state.release.wait()
+        ctx.reply({"job": ctx.payload.job, "server": state.generation})
+
+    @router.on(Note)
+    async def note(ctx: Any) -> None:
+        text = ctx.payload.text
+        async with state.notes_arrived:
+            state.notes.append(text)
+            state.notes_arrived.notify_all()
+        if text.startswith("push:"):
+            for i in range(int(text[5:])):
+                ctx.send(Push, {"seq": i})
+        elif text == "bad-push":
+            ctx.connection.send_frame('{"type":"PUSH","meta":{},"payload":{"seq":"x"}}')
+        elif text == "garbage":
+            ctx.connection.send_frame("not json")
+        elif text == "unknown":
+            ctx.connection.send_frame('{"type":"MYSTERY","meta":{},"payload":{"a":1}}')
+        else:
+            ctx.send(NoteAck, {"text": text})
+
+    @router.rpc(Whoami)
+    async def whoami(ctx: Any) -> None:
+        ctx.reply({"token": ctx.data.get("token") or ""})
+
+    return router
+
+
+class AppServer:
+    """A wskit-aiohttp app on 127.0.0.1; ``stop()``/``start()`` reuse the same port."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    def _authenticate(self, request: web.Request) -> dict[str, Any] | None:
+        token, _ = token_from_request(request)
+        self.state.tokens.append(token)
+        if self.state.require_token and not (token and token.startswith("tok-")):
+            return None
+        return {"token": token}
+
+    async def start(self) -> None:
+        assert self._runner is None
+        self.state.generation += 1
+        app = create_app(build_router(self.state), path="/ws", authenticate=self._authenticate)
+        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", self.port, reuse_address=True)
+        await site.start()
+        self.port = int(runner.addresses[0][1])
+        self._runner = runner
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+
+@pytest.fixture
+def schemas() -> SimpleNamespace:
+    return SCHEMAS
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[AppServer]:
+    srv = AppServer(ServerState())
+    await srv.start()
+    try:
+        yield srv
+    finally:
+        srv.state.release.set()
+        await srv.stop()
+
+
+@pytest.fixture
+async def make_client(server: AppServer) -> AsyncIterator[Callable[..., Client]]:
+    """``make_client(**options)``: a client for the test server, closed at teardown."""
+    clients: list[Client] = []
+
+    def make(url: str | None = None, **options: Any) -> Client:
+        options.setdefault("reconnect", False)
+        client = Client(url or server.url, **options)
+        clients.append(client)
+        return client
+
+    try:
+        yield make
+    finally:
+        for client in clients:
+            await client.close()
+
+
+class StateRecorder:
+    """Records client states; ``await rec.reached(state)`` waits for the next one."""
+
+    def __init__(self, client: Client) -> None:
+        self.states: list[ClientState] = []
+        self._waiters: list[tuple[ClientState, asyncio.Future[None]]] = []
+        client.on_state(self._on_state)
+
+    def _on_state(self, state: ClientState) -> None:
+        self.states.append(state)
+        for want, fut in list(self._waiters):
+            if want == state and not fut.done():
+                fut.set_result(None)
+                self._waiters.remove((want, fut))
+
+    async def reached(self, state: ClientState) -> None:
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append((state, fut))
+        await asyncio.wait_for(fut, SAFETY_TIMEOUT)
+
+
+@pytest.fixture
+def record_states() -> Callable[[Client], StateRecorder]:
+    return StateRecorder
