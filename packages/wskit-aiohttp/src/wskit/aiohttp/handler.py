@@ -1,0 +1,494 @@
+"""The aiohttp request handler that serves one router over WebSockets.
+
+The handler only moves frames: every protocol decision (SPEC §3 answers,
+ordering, the outbound FIFO and its overflow policy, heartbeat timers, RPC
+deadlines) is made by :class:`wskit.core.Connection`. Per request it:
+
+1. refuses what must not be upgraded (shutting down or full → 503, foreign
+   browser ``Origin`` → 403, not a WebSocket request → 400, ``authenticate``
+   returned ``None`` → 401), before any upgrade;
+2. upgrades (echoing the chosen subprotocol), creates the connection with
+   ``router.connect()``, starts ``conn.pump(transport)`` in a task and runs
+   ``await conn.open()``;
+3. feeds every TEXT/BINARY frame to ``conn.receive()`` in arrival order,
+   answers PINGs, reports PONGs (``autoping`` is off so the core sees them);
+4. when the socket closes, awaits ``conn.handle_close(code, reason)`` once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Final, Generic, TypeVar
+from urllib.parse import urlsplit
+
+from aiohttp import WebSocketError, WSMsgType, web
+
+from wskit.aiohttp.auth import select_protocol
+from wskit.core.connection import Connection, HeartbeatOptions, OverflowPolicy
+from wskit.core.errors import ErrorCode, ProtocolError
+from wskit.core.router import Router
+
+__all__ = [
+    "AiohttpTransport",
+    "Authenticate",
+    "ConnectionHook",
+    "WebSocketHandler",
+    "create_handler",
+]
+
+D = TypeVar("D")
+
+_log = logging.getLogger("wskit.aiohttp")
+
+#: ``authenticate(request)`` (sync or async): the connection data, or ``None``
+#: to refuse the upgrade with HTTP 401.
+Authenticate = Callable[[web.Request], Any]
+#: ``on_open(connection)`` / ``on_close(connection)`` adapter hooks (sync or async).
+ConnectionHook = Callable[[Connection[Any]], "Awaitable[None] | None"]
+
+CLOSE_GOING_AWAY: Final = 1001
+CLOSE_MESSAGE_TOO_BIG: Final = 1009
+CLOSE_ABNORMAL: Final = 1006
+_MAX_REASON_BYTES: Final = 123
+
+
+class AiohttpTransport:
+    """:class:`wskit.core.Transport` over an ``aiohttp.web.WebSocketResponse``.
+
+    A send that cannot complete within ``send_timeout`` seconds (the peer
+    stopped reading and the socket buffers are full) aborts the TCP
+    connection, so a dead reader cannot pin a connection forever.
+    """
+
+    __slots__ = ("_request", "_send_timeout", "_ws")
+
+    def __init__(
+        self, ws: web.WebSocketResponse, request: web.BaseRequest, *, send_timeout: float | None
+    ) -> None:
+        self._ws = ws
+        self._request = request
+        self._send_timeout = send_timeout
+
+    @property
+    def socket(self) -> asyncio.Transport | None:
+        """The underlying asyncio transport (``None`` once closed)."""
+        transport = self._request.transport
+        return transport if isinstance(transport, asyncio.Transport) else None
+
+    def abort(self) -> None:
+        """Drop the TCP connection at once (no close handshake)."""
+        transport = self._request.transport
+        if transport is not None:
+            transport.abort()
+
+    async def send(self, frame: str) -> None:
+        timeout = self._send_timeout
+        if timeout is None:
+            await self._ws.send_str(frame)
+            return
+        watchdog = asyncio.get_running_loop().call_later(timeout, self._send_timed_out)
+        try:
+            await self._ws.send_str(frame)
+        finally:
+            watchdog.cancel()
+
+    def _send_timed_out(self) -> None:
+        _log.info("wskit: send blocked for %ss (peer not reading): aborting", self._send_timeout)
+        self.abort()
+
+    async def ping(self) -> None:
+        await self._ws.ping()
+
+    async def close(self, code: int, reason: str) -> None:
+        message = reason.encode("utf-8")[:_MAX_REASON_BYTES]
+        await self._ws.close(code=code, message=message)
+
+
+class _Session:
+    __slots__ = ("conn", "task", "transport")
+
+    def __init__(
+        self, conn: Connection[Any], transport: AiohttpTransport, task: asyncio.Task[Any] | None
+    ) -> None:
+        self.conn = conn
+        self.transport = transport
+        self.task = task
+
+
+class WebSocketHandler(Generic[D]):
+    """Serves ``router`` to the WebSocket requests aiohttp routes to :meth:`handle`.
+
+    Mount it with ``app.router.add_get(path, handler.handle)`` and call
+    :meth:`install` (or pass ``app=`` to :func:`create_handler`) so app
+    shutdown and cleanup close every connection gracefully. Options are
+    described in :func:`create_handler`.
+    """
+
+    def __init__(
+        self,
+        router: Router[D],
+        *,
+        authenticate: Authenticate | None = None,
+        on_open: ConnectionHook | None = None,
+        on_close: ConnectionHook | None = None,
+        heartbeat: HeartbeatOptions | None = None,
+        max_message_bytes: int | None = None,
+        max_buffered_bytes: int | None = None,
+        overflow: OverflowPolicy | None = None,
+        allowed_origins: Sequence[str] | None = None,
+        max_connections: int | None = None,
+        protocols: Sequence[str] = (),
+        protocol_prefix: str = "bearer.",
+        compress: bool = False,
+        close_timeout: float = 5.0,
+        send_timeout: float | None = 30.0,
+        shutdown_timeout: float = 10.0,
+        client_id_header: str | None = "X-Client-Id",
+    ) -> None:
+        if max_connections is not None and max_connections < 0:
+            raise ValueError("max_connections must be >= 0")
+        self.router = router
+        self.authenticate = authenticate
+        self.on_open = on_open
+        self.on_close = on_close
+        self.heartbeat = heartbeat
+        self.max_message_bytes = max_message_bytes or router.max_message_bytes
+        self.max_buffered_bytes = max_buffered_bytes
+        self.overflow: OverflowPolicy | None = overflow
+        self.allowed_origins = frozenset(_normalize_origin(o) for o in allowed_origins or ())
+        self.max_connections = max_connections
+        self.protocols = tuple(protocols)
+        self.protocol_prefix = protocol_prefix
+        self.compress = compress
+        self.close_timeout = close_timeout
+        self.send_timeout = send_timeout
+        self.shutdown_timeout = shutdown_timeout
+        self.client_id_header = client_id_header
+        self._sessions: dict[str, _Session] = {}
+        self._shutting_down = False
+        self._shutdown_task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------ public API
+
+    @property
+    def connections(self) -> list[Connection[D]]:
+        """Connections this handler currently serves."""
+        return [s.conn for s in self._sessions.values()]
+
+    def pending_bytes(self, conn: Connection[Any]) -> int:
+        """Outbound bytes the server holds for ``conn``: its FIFO
+        (``conn.buffered_bytes``, bounded by ``max_buffered_bytes``) plus the
+        socket's user-space write buffer (bounded by aiohttp's flow control)."""
+        session = self._sessions.get(conn.client_id)
+        transport = session.transport.socket if session is not None else None
+        buffered = transport.get_write_buffer_size() if transport is not None else 0
+        return conn.buffered_bytes + buffered
+
+    @property
+    def shutting_down(self) -> bool:
+        return self._shutting_down
+
+    def install(self, app: web.Application) -> None:
+        """Close every connection (1001) when ``app`` shuts down or is cleaned up."""
+        app.on_shutdown.append(self._on_app_shutdown)
+        app.on_cleanup.append(self._on_app_shutdown)
+
+    async def _on_app_shutdown(self, app: web.Application) -> None:
+        await self.shutdown()
+
+    async def shutdown(self) -> None:
+        """Refuse new upgrades, close every connection with 1001 after its queued
+        frames, and wait (at most ``shutdown_timeout``) for their handlers to end
+        (``on_close`` runs once for each). Idempotent."""
+        if self._shutdown_task is None:
+            self._shutdown_task = asyncio.get_running_loop().create_task(self._shutdown())
+        await asyncio.shield(self._shutdown_task)
+
+    async def _shutdown(self) -> None:
+        self._shutting_down = True
+        sessions = list(self._sessions.values())
+        if not sessions:
+            return
+        _log.info("wskit: closing %d connection(s) (1001)", len(sessions))
+        for session in sessions:
+            session.conn.request_close(CLOSE_GOING_AWAY, "Server shutting down")
+        tasks = {s.task for s in sessions if s.task is not None and not s.task.done()}
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self.shutdown_timeout)
+            if pending:
+                _log.warning(
+                    "wskit: %d connection(s) did not close in %ss: aborting them",
+                    len(pending),
+                    self.shutdown_timeout,
+                )
+                for session in sessions:
+                    if session.task in pending:
+                        session.transport.abort()
+                await asyncio.wait(pending, timeout=max(self.close_timeout, 1.0))
+
+    # -------------------------------------------------------------- request
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """The aiohttp handler: ``app.router.add_get(path, handler.handle)``."""
+        if self.shutting_down:
+            return web.Response(status=503, text="Server shutting down")
+        probe = web.WebSocketResponse()
+        if not probe.can_prepare(request).ok:
+            return web.Response(status=400, text="Expected WebSocket")
+        if not self._origin_allowed(request):
+            return web.Response(status=403, text="Origin not allowed")
+        if self.max_connections is not None and len(self._sessions) >= self.max_connections:
+            return web.Response(status=503, text="Maximum connections reached")
+        try:
+            data = await self._authenticate(request)
+        except Exception:
+            _log.exception("wskit: authenticate() failed")
+            return web.Response(status=500, text="Internal server error")
+        if data is None:
+            return web.Response(status=401, text="Unauthorized")
+        if self._shutdown_task is not None:  # shutdown began while authenticating
+            return web.Response(status=503, text="Server shutting down")
+        protocol = select_protocol(request, self.protocols, protocol_prefix=self.protocol_prefix)
+        ws = web.WebSocketResponse(
+            protocols=(protocol,) if protocol is not None else (),
+            autoping=False,
+            # aiohttp refuses frames of max_msg_size bytes and more (1009); a frame of
+            # exactly max_message_bytes is allowed. Anything aiohttp lets through
+            # above the limit is caught by the core (also 1009).
+            max_msg_size=self.max_message_bytes + 1,
+            compress=self.compress,
+            timeout=self.close_timeout,
+        )
+        client_id = str(uuid.uuid4())
+        if self.client_id_header:
+            ws.headers[self.client_id_header] = client_id
+        conn = self.router.connect(
+            data,
+            client_id=client_id,
+            headers=_lower_headers(request.headers.items()),
+            max_message_bytes=self.max_message_bytes,
+            max_buffered_bytes=self.max_buffered_bytes,
+            overflow=self.overflow,
+            heartbeat=self.heartbeat,
+        )
+        await ws.prepare(request)
+        await self._serve(request, ws, conn)
+        return ws
+
+    async def _authenticate(self, request: web.Request) -> Any:
+        if self.authenticate is None:
+            return {}
+        result = self.authenticate(request)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    def _origin_allowed(self, request: web.BaseRequest) -> bool:
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return True  # not a browser
+        allowed = self.allowed_origins
+        if "*" in allowed:
+            return True
+        normalized = _normalize_origin(origin)
+        if normalized in allowed:
+            return True
+        # Same origin (the page was served by this host) is always allowed.
+        netloc = urlsplit(normalized).netloc
+        return bool(netloc) and netloc == request.host.lower()
+
+    async def _serve(
+        self, request: web.Request, ws: web.WebSocketResponse, conn: Connection[D]
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        transport = AiohttpTransport(ws, request, send_timeout=self.send_timeout)
+        session = _Session(conn, transport, asyncio.current_task())
+        self._sessions[conn.client_id] = session
+        pump = loop.create_task(self._pump(conn, transport))
+        code: int | None = None
+        reason = ""
+        try:
+            if self.shutting_down:
+                conn.request_close(CLOSE_GOING_AWAY, "Server shutting down")
+            opened = await conn.open()
+            if opened and self.on_open is not None:
+                await _call_hook(self.on_open, conn, "on_open")
+            receive = conn.receive
+            while True:
+                msg = await ws.receive()
+                kind = msg.type
+                if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+                    receive(msg.data)
+                elif kind is WSMsgType.PING:
+                    conn.handle_pong()  # any sign of life counts
+                    await ws.pong(msg.data)
+                elif kind is WSMsgType.PONG:
+                    conn.handle_pong()
+                elif kind is WSMsgType.CLOSE:
+                    code, reason = msg.data, msg.extra or ""
+                    break
+                elif kind is WSMsgType.ERROR:
+                    exc = msg.data
+                    if isinstance(exc, WebSocketError) and exc.code == CLOSE_MESSAGE_TOO_BIG:
+                        # aiohttp refused the frame (max_msg_size) and closed with 1009.
+                        code, reason = CLOSE_MESSAGE_TOO_BIG, "Message too big"
+                        _report(conn, _too_big(self.max_message_bytes))
+                    else:
+                        _log.debug("wskit: websocket error (client %s): %r", conn.client_id, exc)
+                    break
+                else:  # CLOSING (we are closing) or CLOSED (connection lost)
+                    break
+        except asyncio.CancelledError:
+            transport.abort()
+            raise
+        except Exception:
+            _log.exception("wskit: connection %s failed", conn.client_id)
+            transport.abort()
+        finally:
+            requested = conn.close_requested
+            if requested is not None and not pump.done():
+                # We initiated the close: let the pump finish the handshake.
+                await asyncio.wait((pump,), timeout=self.close_timeout + 1.0)
+            if code is None:
+                if requested is not None:
+                    code, reason = requested
+                else:
+                    code = ws.close_code if ws.close_code is not None else CLOSE_ABNORMAL
+            await conn.handle_close(code, reason)
+            if not pump.done():
+                await asyncio.wait((pump,), timeout=self.close_timeout)
+                if not pump.done():
+                    transport.abort()
+                    pump.cancel()
+                    await asyncio.wait((pump,))
+            if not ws.closed:
+                await ws.close(code=CLOSE_GOING_AWAY if self._shutting_down else 1000)
+            self._sessions.pop(conn.client_id, None)
+            if self.on_close is not None:
+                await _call_hook(self.on_close, conn, "on_close")
+
+    async def _pump(self, conn: Connection[D], transport: AiohttpTransport) -> None:
+        try:
+            await conn.pump(transport)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # The socket went away under a send: end the read loop too.
+            _log.debug("wskit: send failed (client %s): %r", conn.client_id, exc)
+            transport.abort()
+
+
+def create_handler(
+    router: Router[D],
+    *,
+    app: web.Application | None = None,
+    authenticate: Authenticate | None = None,
+    on_open: ConnectionHook | None = None,
+    on_close: ConnectionHook | None = None,
+    heartbeat: HeartbeatOptions | None = None,
+    max_message_bytes: int | None = None,
+    max_buffered_bytes: int | None = None,
+    overflow: OverflowPolicy | None = None,
+    allowed_origins: Sequence[str] | None = None,
+    max_connections: int | None = None,
+    protocols: Sequence[str] = (),
+    protocol_prefix: str = "bearer.",
+    compress: bool = False,
+    close_timeout: float = 5.0,
+    send_timeout: float | None = 30.0,
+    shutdown_timeout: float = 10.0,
+    client_id_header: str | None = "X-Client-Id",
+) -> WebSocketHandler[D]:
+    """Build a handler to mount on an existing ``aiohttp.web.Application``::
+
+        handler = create_handler(router, app=app, authenticate=auth)
+        app.router.add_get("/ws", handler.handle)
+
+    - ``app``: when given, the handler closes its connections (1001) on the
+      app's shutdown and cleanup (else call ``handler.install(app)``).
+    - ``authenticate(request)`` (sync or async): the connection data
+      (``ctx.data``), or ``None`` to refuse with HTTP 401 before the upgrade.
+      Default: every client is accepted with ``{}``.
+    - ``on_open(conn)`` / ``on_close(conn)``: adapter hooks after the router's
+      own hooks (``conn.close_code``/``close_reason`` are set in ``on_close``).
+    - ``heartbeat``: :class:`~wskit.core.HeartbeatOptions` (default: the router's, off).
+    - ``max_message_bytes`` (frames above it close with 1009),
+      ``max_buffered_bytes`` and ``overflow`` (``"close"`` → 1013, ``"drop"`` →
+      ``RESOURCE_EXHAUSTED`` error): default to the router's options.
+    - ``allowed_origins``: browser origins allowed besides the page's own
+      (``["*"]``: any). Others get 403. Requests without ``Origin`` pass.
+    - ``max_connections``: beyond it, upgrades get 503.
+    - ``protocols``: application subprotocols to select from the client's
+      offer; otherwise a ``bearer.<token>`` offer is echoed.
+    - ``compress``: permessage-deflate (off: it costs CPU and ~100 KiB per
+      connection for the small JSON frames wskit sends).
+    - ``close_timeout``: seconds to wait for the peer's close frame;
+      ``send_timeout``: a send blocked longer (peer not reading) aborts the
+      connection (``None``: never); ``shutdown_timeout``: how long shutdown
+      waits for connections before aborting them.
+    - ``client_id_header``: response header carrying the connection's client id.
+    """
+    handler = WebSocketHandler(
+        router,
+        authenticate=authenticate,
+        on_open=on_open,
+        on_close=on_close,
+        heartbeat=heartbeat,
+        max_message_bytes=max_message_bytes,
+        max_buffered_bytes=max_buffered_bytes,
+        overflow=overflow,
+        allowed_origins=allowed_origins,
+        max_connections=max_connections,
+        protocols=protocols,
+        protocol_prefix=protocol_prefix,
+        compress=compress,
+        close_timeout=close_timeout,
+        send_timeout=send_timeout,
+        shutdown_timeout=shutdown_timeout,
+        client_id_header=client_id_header,
+    )
+    if app is not None:
+        handler.install(app)
+    return handler
+
+
+# ----------------------------------------------------------------- helpers
+
+
+def _normalize_origin(origin: str) -> str:
+    return origin.strip().rstrip("/").lower()
+
+
+def _lower_headers(items: Iterable[tuple[str, str]]) -> Mapping[str, str]:
+    headers: dict[str, str] = {}
+    for key, value in items:
+        key = key.lower()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return headers
+
+
+def _too_big(limit: int) -> ProtocolError:
+    return ProtocolError(ErrorCode.RESOURCE_EXHAUSTED, f"Message exceeds max size: {limit} bytes")
+
+
+def _report(conn: Connection[Any], exc: BaseException) -> None:
+    """Report ``exc`` to the router's ``on_error`` hooks (through the public
+    ``run_callback``, which reports what its callback raises)."""
+
+    def fail() -> None:
+        raise exc
+
+    conn.run_callback(fail)
+
+
+async def _call_hook(hook: ConnectionHook, conn: Connection[Any], name: str) -> None:
+    try:
+        result = hook(conn)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        _log.exception("wskit: %s hook failed (client %s)", name, conn.client_id)

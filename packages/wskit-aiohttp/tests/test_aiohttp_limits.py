@@ -1,0 +1,182 @@
+"""Backpressure (slow consumers, overflow policies) and heartbeat over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+
+from wskit.core import HeartbeatOptions
+from wskit.pydantic import message
+
+Trickle = message("TRICKLE", count=int, size=int)
+Chunk = message("CHUNK", i=int, data=str)
+
+LIMIT = 64 * 1024
+
+
+async def test_slow_consumer_is_bounded_then_closed_with_1013(
+    app: Any, start: Any, session: aiohttp.ClientSession, wait_for: Any
+) -> None:
+    server = await start(app.router, max_buffered_bytes=LIMIT)
+    samples: list[tuple[int, int]] = []
+    finished = asyncio.Event()
+
+    @app.router.on(Trickle)
+    async def trickle(ctx: Any) -> None:
+        # A producer that yields between sends, so the socket drains what it can.
+        data = "x" * ctx.payload.size
+        try:
+            for i in range(ctx.payload.count):
+                if ctx.connection.close_requested is not None:
+                    break
+                ctx.send(Chunk, {"i": i, "data": data})
+                conn = ctx.connection
+                samples.append((conn.buffered_bytes, server.handler.pending_bytes(conn)))
+                await asyncio.sleep(0)
+        finally:
+            finished.set()
+
+    count, size = 100_000, 1000  # 100 MB: far more than the kernel's socket buffers
+    async with session.ws_connect(server.url) as ws:
+        await ws.send_str(
+            json.dumps({"type": "TRICKLE", "payload": {"count": count, "size": size}})
+        )
+        # The client reads nothing until the server gave up on it.
+        await wait_for(app.overflowed.wait())
+        await wait_for(finished.wait())
+        assert len(samples) < count
+        # The FIFO never exceeds max_buffered_bytes; FIFO + the socket's user-space
+        # write buffer (bounded by aiohttp's flow control, a few 64 KiB windows)
+        # stays far below the 100 MB the handler tried to send.
+        assert max(fifo for fifo, _ in samples) <= LIMIT
+        assert max(total for _, total in samples) <= LIMIT + 512 * 1024
+        # Now read: whatever was in flight, in order, then close 1013.
+        received = 0
+        while True:
+            msg = await wait_for(ws.receive())
+            if msg.type is not aiohttp.WSMsgType.TEXT:
+                break
+            assert json.loads(msg.data)["payload"]["i"] == received
+            received += 1
+        assert msg.type is aiohttp.WSMsgType.CLOSE
+        assert msg.data == 1013
+        assert 0 < received < count
+    await server.stop()
+    assert [code for _, code, _ in app.closed] == [1013]
+
+
+async def test_drop_policy_sends_resource_exhausted_and_stays_open(
+    app: Any, start: Any, session: aiohttp.ClientSession, recv: Any
+) -> None:
+    server = await start(app.router, max_buffered_bytes=4096, overflow="drop")
+    async with session.ws_connect(server.url) as ws:
+        # FLOOD queues 100 frames of ~1 KiB at once: 3 fit in 4 KiB, the rest are dropped.
+        await ws.send_str('{"type": "FLOOD", "payload": {"count": 100, "size": 1000}}')
+        chunks = [await recv(ws) for _ in range(3)]
+        assert [c["payload"]["i"] for c in chunks] == [0, 1, 2]
+        assert await recv(ws) == {
+            "type": "ERROR",
+            "meta": {},
+            "payload": {
+                "code": "RESOURCE_EXHAUSTED",
+                "message": "Outbound buffer full: messages dropped",
+                "retryAfterMs": 100,
+            },
+        }
+        await ws.send_str('{"type": "PING", "payload": {"text": "still here"}}')
+        assert await recv(ws) == {"type": "PONG", "meta": {}, "payload": {"reply": "still here"}}
+
+
+async def test_peer_that_never_reads_is_dropped_after_send_timeout(
+    app: Any, start: Any, session: aiohttp.ClientSession, wait_for: Any
+) -> None:
+    closed = asyncio.Event()
+    server = await start(
+        app.router,
+        max_buffered_bytes=LIMIT,
+        overflow="drop",
+        send_timeout=0.2,
+        on_close=lambda conn: closed.set(),
+    )
+
+    @app.router.on(Trickle)
+    async def trickle(ctx: Any) -> None:
+        data = "x" * ctx.payload.size
+        for i in range(ctx.payload.count):
+            if ctx.connection.state != "open":
+                break
+            ctx.send(Chunk, {"i": i, "data": data})
+            await asyncio.sleep(0)
+
+    async with session.ws_connect(server.url) as ws:
+        await ws.send_str('{"type": "TRICKLE", "payload": {"count": 1000000, "size": 1000}}')
+        await wait_for(closed.wait())
+        assert server.handler.connections == []
+        del ws
+    [(_, code, _)] = app.closed
+    assert code == 1006
+
+
+async def test_heartbeat_closes_a_silent_peer(
+    app: Any, start: Any, session: aiohttp.ClientSession, wait_for: Any
+) -> None:
+    stale: list[Any] = []
+    server = await start(
+        app.router,
+        heartbeat=HeartbeatOptions(
+            interval_ms=50,
+            timeout_ms=100,
+            on_stale=lambda conn: (stale.append(conn), app.stale.set()),
+        ),
+    )
+    # autoping off and no reads: this client never answers a ping.
+    async with session.ws_connect(server.url, autoping=False) as ws:
+        await wait_for(app.stale.wait())
+        kinds = []
+        while True:
+            msg = await wait_for(ws.receive())
+            kinds.append(msg.type)
+            if msg.type is not aiohttp.WSMsgType.PING:
+                break
+        assert kinds[0] is aiohttp.WSMsgType.PING
+        assert msg.type is aiohttp.WSMsgType.CLOSE
+        assert msg.data == 1011
+        assert msg.extra == "Heartbeat timeout"
+    await server.stop()
+    assert [c.client_id for c in stale] == app.opened
+    assert [code for _, code, _ in app.closed] == [1011]
+
+
+async def test_heartbeat_keeps_a_peer_that_answers(
+    app: Any, start: Any, session: aiohttp.ClientSession, recv: Any, wait_for: Any
+) -> None:
+    server = await start(
+        app.router,
+        heartbeat=HeartbeatOptions(
+            interval_ms=30, timeout_ms=5000, on_stale=lambda conn: app.stale.set()
+        ),
+    )
+    async with session.ws_connect(server.url, autoping=False) as ws:
+        for _ in range(3):
+            msg = await wait_for(ws.receive())
+            assert msg.type is aiohttp.WSMsgType.PING
+            await ws.pong(msg.data)
+        await ws.send_str('{"type": "PING", "payload": {"text": "alive"}}')
+        while (frame := await recv(ws)) and not isinstance(frame, dict):
+            assert frame.type is aiohttp.WSMsgType.PING
+        assert frame == {"type": "PONG", "meta": {}, "payload": {"reply": "alive"}}
+    assert not app.stale.is_set()
+
+
+async def test_client_ping_gets_a_pong(
+    app: Any, start: Any, session: aiohttp.ClientSession, wait_for: Any
+) -> None:
+    server = await start(app.router)
+    async with session.ws_connect(server.url, autoping=False) as ws:
+        await ws.ping(b"hello")
+        msg = await wait_for(ws.receive())
+        assert msg.type is aiohttp.WSMsgType.PONG
+        assert msg.data == b"hello"
