@@ -92,7 +92,7 @@ class ServerState:
 
 
 def build_router(state: ServerState) -> Any:
-    router = create_router().plugin(with_pydantic())
+    router = create_router(max_concurrency=8).plugin(with_pydantic())
 
     @router.rpc(Echo)
     async def echo(ctx: Any) -> None:
@@ -242,24 +242,33 @@ async def make_client(server: AppServer) -> AsyncIterator[Callable[..., Client]]
 
 
 class StateRecorder:
-    """Records client states; ``await rec.reached(state)`` waits for the next one."""
+    """Records client states. ``await rec.reached(s)`` returns once ``s`` occurs after
+    the previously reached one (already-recorded states count: no race)."""
 
     def __init__(self, client: Client) -> None:
         self.states: list[ClientState] = []
-        self._waiters: list[tuple[ClientState, asyncio.Future[None]]] = []
+        self._cursor = 0
+        self._changed: asyncio.Future[None] | None = None
         client.on_state(self._on_state)
 
     def _on_state(self, state: ClientState) -> None:
         self.states.append(state)
-        for want, fut in list(self._waiters):
-            if want == state and not fut.done():
-                fut.set_result(None)
-                self._waiters.remove((want, fut))
+        if self._changed is not None and not self._changed.done():
+            self._changed.set_result(None)
 
     async def reached(self, state: ClientState) -> None:
-        fut = asyncio.get_running_loop().create_future()
-        self._waiters.append((state, fut))
-        await asyncio.wait_for(fut, SAFETY_TIMEOUT)
+        async def wait() -> None:
+            while True:
+                try:
+                    index = self.states.index(state, self._cursor)
+                except ValueError:
+                    self._changed = asyncio.get_running_loop().create_future()
+                    await self._changed
+                    continue
+                self._cursor = index + 1
+                return
+
+        await asyncio.wait_for(wait(), SAFETY_TIMEOUT)
 
 
 @pytest.fixture

@@ -47,7 +47,9 @@ async def test_concurrent_requests_are_matched_by_correlation_id(
 async def test_progress_as_iterator_and_callback(make_client: Any, schemas: Any) -> None:
     async with make_client() as client:
         seen: list[int] = []
-        call = client.call(schemas.Count, payload={"n": 5}, on_progress=lambda u: seen.append(u.value))
+        call = client.call(
+            schemas.Count, payload={"n": 5}, on_progress=lambda u: seen.append(u.value)
+        )
         updates = [u.value async for u in call.progress()]
         result = await call
         assert updates == [0, 1, 2, 3, 4]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import random as _random
@@ -17,6 +18,18 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.typing import Subprotocol
 
+from wskit.client._message import (
+    ClientErrorInfo,
+    Message,
+    SendStatus,
+    build_meta,
+    encode_message,
+    error_from_frame,
+)
+from wskit.client.auth import AuthOptions, apply_token
+from wskit.client.backoff import ReconnectOptions
+from wskit.client.errors import ConnectError, QueueOverflowError, RequestTimeoutError, StateError
+from wskit.client.retry import RetryPolicy
 from wskit.core._dispatch import validate_envelope
 from wskit.core.clock import Clock, SystemClock
 from wskit.core.envelope import (
@@ -30,19 +43,6 @@ from wskit.core.envelope import (
 )
 from wskit.core.errors import ConnectionClosedError, ProtocolError, RpcError, ValidationError
 from wskit.core.schema import MessageSchema, RpcSchema
-
-from wskit.client._message import (
-    ClientErrorInfo,
-    Message,
-    SendStatus,
-    build_meta,
-    encode_message,
-    error_from_frame,
-)
-from wskit.client.auth import AuthOptions, apply_token
-from wskit.client.backoff import ReconnectOptions
-from wskit.client.errors import ConnectError, QueueOverflowError, RequestTimeoutError, StateError
-from wskit.client.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from wskit.core.clock import TimerHandle
@@ -784,7 +784,7 @@ class Client:
                 return
             call._push_progress(value)
             return
-        if message_type == RPC_ERROR or message_type == ERROR:
+        if message_type in (RPC_ERROR, ERROR):
             call._fail(error_from_frame(message_type, obj))
             return
         if message_type != response.type:
@@ -833,7 +833,9 @@ class Client:
     # ---------------------------------------------------------- registration
 
     @overload
-    def on(self, schema: MessageSchema[P], handler: Callable[[Message[P]], Any], /) -> Unsubscribe: ...
+    def on(
+        self, schema: MessageSchema[P], handler: Callable[[Message[P]], Any], /
+    ) -> Unsubscribe: ...
 
     @overload
     def on(self, schema: MessageSchema[P], /) -> Callable[[H], H]: ...
@@ -856,7 +858,9 @@ class Client:
             return decorator
         return self._add_handler(schema, handler, once=False)
 
-    def once(self, schema: MessageSchema[P], handler: Callable[[Message[P]], Any], /) -> Unsubscribe:
+    def once(
+        self, schema: MessageSchema[P], handler: Callable[[Message[P]], Any], /
+    ) -> Unsubscribe:
         """Like :meth:`on`, removed after the first valid message."""
         return self._add_handler(schema, handler, once=True)
 
@@ -985,7 +989,9 @@ class Client:
     def _report_overflow(self, message: str) -> None:
         self._report(
             QueueOverflowError(message, policy=self.queue_policy, max_size=self.queue_size),
-            ClientErrorInfo("overflow", None, {"policy": self.queue_policy, "max_size": self.queue_size}),
+            ClientErrorInfo(
+                "overflow", None, {"policy": self.queue_policy, "max_size": self.queue_size}
+            ),
         )
 
     def _send_abort(self, call: Call[Any]) -> None:
@@ -994,7 +1000,9 @@ class Client:
             return
         call._sent = False
         if self._state == "open":
-            self._outbox.append((encode_envelope(ABORT, {"correlationId": call.correlation_id}), None))
+            self._outbox.append(
+                (encode_envelope(ABORT, {"correlationId": call.correlation_id}), None)
+            )
             self._wake_writer()
 
     def call(
@@ -1153,10 +1161,8 @@ def create_client(url: str, **options: Any) -> Client:
 
 
 def _remove(items: list[Any], item: Any) -> None:
-    try:
+    with contextlib.suppress(ValueError):
         items.remove(item)
-    except ValueError:
-        pass
 
 
 async def _swallow(result: Awaitable[Any]) -> None:
@@ -1178,4 +1184,3 @@ def _connect_error(exc: BaseException) -> ConnectError:
         err = ConnectError(f"WebSocket connection failed: {exc!r}")
     err.__cause__ = exc
     return err
-

@@ -8,11 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Generic, Literal, TypeVar
 
+from wskit.client.errors import ServerError
 from wskit.core.envelope import ERROR, STANDARD_META_KEYS, encode_envelope
 from wskit.core.errors import Issue, RpcError, ValidationError
 from wskit.core.schema import MessageSchema
-
-from wskit.client.errors import ServerError
 
 __all__ = ["ClientErrorInfo", "ErrorKind", "Message", "SendStatus"]
 
@@ -74,7 +73,9 @@ def _meta_issue(key: str, value: Any) -> Issue | None:
         ok = t is int or (t is float and math.isfinite(value))
         return None if ok else Issue(["meta", key], "Expected a number (milliseconds)")
     if key == "timeoutMs":
-        return None if t is int and value > 0 else Issue(["meta", key], "Expected a positive integer")
+        return (
+            None if t is int and value > 0 else Issue(["meta", key], "Expected a positive integer")
+        )
     return None if t is str else Issue(["meta", key], "Expected a string")
 
 

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 __all__ = ["AuthOptions", "TokenProvider", "apply_token"]
 
 #: Called with no arguments before each (re)connect; sync or async; ``None`` = no token.
-TokenProvider = Callable[[], "str | None | Awaitable[str | None]"]
+TokenProvider = Callable[[], "Awaitable[str | None] | str | None"]
 
 _PREFIX_RE = re.compile(r"^[^\s,]+$")
 
@@ -47,7 +47,8 @@ class AuthOptions:
             raise ValueError("protocol_position must be 'append' or 'prepend'")
         if not _PREFIX_RE.match(self.protocol_prefix):
             raise ValueError(
-                f"Invalid protocol_prefix: {self.protocol_prefix!r} (must not contain spaces/commas)"
+                f"Invalid protocol_prefix: {self.protocol_prefix!r} "
+                "(must not contain spaces/commas)"
             )
         if not self.query_param:
             raise ValueError("query_param must be non-empty")

@@ -64,9 +64,7 @@ class ServerError(RpcError):
         retryable: bool | None = None,
         retry_after_ms: int | None = None,
     ) -> None:
-        super().__init__(
-            code, message, details, retryable=retryable, retry_after_ms=retry_after_ms
-        )
+        super().__init__(code, message, details, retryable=retryable, retry_after_ms=retry_after_ms)
 
 
 class ConnectError(WskitError, builtins.ConnectionError):

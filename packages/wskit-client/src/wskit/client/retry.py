@@ -14,9 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from wskit.core.errors import ERROR_CODE_META, RpcError
-
 from wskit.client.backoff import Jitter, backoff_delay
+from wskit.core.errors import ERROR_CODE_META, RpcError
 
 __all__ = ["RetryPolicy", "is_retryable"]
 
