@@ -61,26 +61,29 @@ _ENUM_HOOKS: dict[Any, Callable[[Any, Any], Any]] = {}
 
 def _structure_str(value: Any, t: Any) -> str:
     if t is not str:
-        return typing.cast(str, _subclass(value, t))
+        result: str = _subclass(value, t)
+        return result
     if value.__class__ is not str:
         raise InvalidValue("Input should be a valid string")
-    return typing.cast(str, value)
+    return value
 
 
 def _structure_int(value: Any, t: Any) -> int:
     if t is not int:
-        return typing.cast(int, _subclass(value, t))
+        result: int = _subclass(value, t)
+        return result
     if value.__class__ is not int:
         raise InvalidValue("Input should be a valid integer")
-    return typing.cast(int, value)
+    return value
 
 
 def _structure_float(value: Any, t: Any) -> float:
     if t is not float:
-        return typing.cast(float, _subclass(value, t))
+        result: float = _subclass(value, t)
+        return result
     cls = value.__class__
     if cls is float:
-        return typing.cast(float, value)
+        return value  # type: ignore[no-any-return]
     if cls is int:
         return float(value)
     raise InvalidValue("Input should be a valid number")
@@ -89,7 +92,7 @@ def _structure_float(value: Any, t: Any) -> float:
 def _structure_bool(value: Any, _: Any) -> bool:
     if value.__class__ is not bool:
         raise InvalidValue("Input should be a valid boolean")
-    return typing.cast(bool, value)
+    return value
 
 
 def _structure_none(value: Any, _: Any) -> None:
@@ -104,7 +107,7 @@ def _structure_any(value: Any, _: Any) -> Any:
 def _parse_iso(value: Any, parse: Callable[[str], Any], what: str) -> Any:
     if value.__class__ is not str:
         raise InvalidValue(f"Input should be a valid {what} string")
-    text = typing.cast(str, value)
+    text: str = value
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
     try:
@@ -195,7 +198,7 @@ def _element(converter: cattrs.Converter, t: Any) -> tuple[Any, Callable[[Any, A
 
 def _note(exc: Exception, index: int | str, t: Any) -> Exception:
     note = IterableValidationNote(f"Structuring @ index {index!r}", index, t)
-    exc.__notes__ = [*getattr(exc, "__notes__", []), note]
+    exc.__notes__ = [*getattr(exc, "__notes__", []), note]  # type: ignore[attr-defined]
     return exc
 
 
@@ -228,7 +231,7 @@ def _list_factory(t: Any, converter: cattrs.Converter) -> Callable[[Any, Any], A
 def _tuple_factory(t: Any, converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
     args = get_args(t)
     if not args or (len(args) == 2 and args[1] is Ellipsis):
-        homogeneous = _list_factory(list[args[0]] if args else list, converter)  # type: ignore[misc]
+        homogeneous = _list_factory(types.GenericAlias(list, args[:1]) if args else list, converter)
 
         def structure_var(value: Any, _: Any) -> Any:
             return tuple(homogeneous(value, _))
