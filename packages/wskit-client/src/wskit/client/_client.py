@@ -82,6 +82,7 @@ class Call(Generic[R]):
 
     __slots__ = (
         "_client",
+        "_deadline",
         "_entry",
         "_future",
         "_idempotent",
@@ -92,7 +93,6 @@ class Call(Generic[R]):
         "_schema",
         "_sent",
         "_timeout_ms",
-        "_timer",
         "correlation_id",
     )
 
@@ -113,15 +113,14 @@ class Call(Generic[R]):
         self.correlation_id = correlation_id
         self._entry: _Entry = (frame, self)
         self._timeout_ms = timeout_ms
+        self._deadline: float | None = None
         self._idempotent = idempotent
         self._on_progress = on_progress
         self._progress: deque[R] | None = deque() if buffer_progress else None
         self._progress_waiter: asyncio.Future[None] | None = None
-        self._timer: TimerHandle | None = None
         self._sent = False
         self._resent = False
         self._future: asyncio.Future[Message[R]] = asyncio.get_running_loop().create_future()
-        self._future.add_done_callback(self._done)
 
     # -- public
 
@@ -135,15 +134,23 @@ class Call(Generic[R]):
 
     def cancel(self) -> bool:
         """Cancel the request (sends ``$ws:abort`` if it was sent). False if already done."""
-        return self._future.cancel()
+        if self._future.done():
+            return False
+        self._future.cancel()
+        self._cancelled()
+        return True
 
     async def reply(self) -> Message[R]:
         """The full validated reply message."""
-        return await self._future
+        try:
+            return await self._future
+        except asyncio.CancelledError:
+            self._cancelled()
+            raise
 
     async def result(self) -> R:
         """The validated reply payload."""
-        return (await self._future).payload
+        return (await self.reply()).payload
 
     def __await__(self) -> Generator[Any, None, R]:
         return self.result().__await__()
@@ -174,19 +181,45 @@ class Call(Generic[R]):
 
     def _mark_sent(self) -> None:
         self._sent = True
-        if self._timer is None and self._timeout_ms is not None:
-            self._timer = self._client._clock.call_later(self._timeout_ms, self._expire)
+        if self._deadline is None and self._timeout_ms is not None:
+            client = self._client
+            self._deadline = deadline = client._clock.now() + self._timeout_ms
+            client._arm_sweep(deadline)
 
-    def _expire(self) -> None:
-        self._timer = None
-        if self._future.done():
-            return
-        self._client._send_abort(self)
-        self._future.set_exception(RequestTimeoutError(cast(float, self._timeout_ms)))
+    def _finish(self) -> None:
+        pending = self._client._pending
+        if pending.get(self.correlation_id) is self:
+            del pending[self.correlation_id]
+        self._deadline = None
+        if self._progress_waiter is not None:
+            self._wake_progress()
+
+    def _resolve(self, msg: Message[R]) -> None:
+        if not self._future.done():
+            self._future.set_result(msg)
+            self._finish()
 
     def _fail(self, exc: BaseException) -> None:
+        fut = self._future
+        if not fut.done():
+            fut.set_exception(exc)
+            # The caller may have stopped listening (call() never awaited): do not
+            # let asyncio log "exception was never retrieved" for that.
+            fut.exception()
+            self._finish()
+
+    def _expire(self) -> None:
         if not self._future.done():
-            self._future.set_exception(exc)
+            self._client._send_abort(self)
+            self._fail(RequestTimeoutError(cast(float, self._timeout_ms)))
+
+    def _cancelled(self) -> None:
+        """The future was cancelled (``cancel()`` or the awaiting task): clean up, abort."""
+        if not self._future.done():
+            self._future.cancel()
+        if self._client._pending.get(self.correlation_id) is self:
+            self._finish()
+            self._client._send_abort(self)
 
     def _push_progress(self, value: R) -> None:
         if self._progress is not None:
@@ -202,21 +235,6 @@ class Call(Generic[R]):
             self._progress_waiter = None
             if not waiter.done():
                 waiter.set_result(None)
-
-    def _done(self, fut: asyncio.Future[Message[R]]) -> None:
-        client = self._client
-        if client._pending.get(self.correlation_id) is self:
-            del client._pending[self.correlation_id]
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._wake_progress()
-        if fut.cancelled():
-            client._send_abort(self)
-        elif fut.exception() is not None:
-            # The caller may have stopped listening (call() never awaited): do not
-            # let asyncio log "exception was never retrieved" for that.
-            fut.exception()
 
 
 # --------------------------------------------------------------------------- Stream
@@ -414,6 +432,8 @@ class Client:
         self._error_callbacks: list[ErrorCallback] = []
         self._unhandled: Callable[[dict[str, Any]], Any] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._sweep_timer: TimerHandle | None = None
+        self._sweep_due: float | None = None
         self.close_code: int | None = None
         self.close_reason = ""
 
@@ -542,6 +562,7 @@ class Client:
         self._outbox.clear()
         for call in list(self._pending.values()):
             call._fail(exc)
+        self._disarm_sweep()
         waiters, self._open_waiters = self._open_waiters, []
         for waiter in waiters:
             if not waiter.done():
@@ -697,6 +718,37 @@ class Client:
             self._writer_waiter = waiter
             await waiter
 
+    def _arm_sweep(self, deadline: float) -> None:
+        """One timer per client for every request timeout, due at the earliest deadline."""
+        due = self._sweep_due
+        if due is not None and due <= deadline:
+            return
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+        self._sweep_due = deadline
+        self._sweep_timer = self._clock.call_later(deadline - self._clock.now(), self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweep_timer = self._sweep_due = None
+        # Loop timers may fire a hair early against the wall clock: allow 1 ms.
+        now = self._clock.now() + 1.0
+        earliest: float | None = None
+        for call in list(self._pending.values()):
+            deadline = call._deadline
+            if deadline is None:
+                continue
+            if deadline <= now:
+                call._expire()
+            elif earliest is None or deadline < earliest:
+                earliest = deadline
+        if earliest is not None:
+            self._arm_sweep(earliest)
+
+    def _disarm_sweep(self) -> None:
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+        self._sweep_timer = self._sweep_due = None
+
     def _wake_writer(self) -> None:
         waiter = self._writer_waiter
         if waiter is not None:
@@ -795,8 +847,7 @@ class Client:
         except ValidationError as exc:
             call._fail(ValidationError("Reply validation failed", exc.issues))
             return
-        if not call._future.done():
-            call._future.set_result(Message(message_type, meta, payload))
+        call._resolve(Message(message_type, meta, payload))
 
     def _run_callback(self, fn: Callable[[Any], Any], arg: Any, message_type: str | None) -> None:
         try:
@@ -1078,6 +1129,9 @@ class Client:
             )
             try:
                 return (await call._future).payload
+            except asyncio.CancelledError:
+                call._cancelled()
+                raise
             except RpcError as exc:
                 if policy is None:
                     raise
