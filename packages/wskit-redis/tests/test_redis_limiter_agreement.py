@@ -1,6 +1,6 @@
 """The Redis limiter and the memory limiter take the same decisions.
 
-Two complementary designs (docs/decisions/0007-limiter-agreement-suite.md):
+Two complementary designs (docs/decisions/0040-limiter-agreement-and-redis-adapter.md):
 
 1. Replay: each step goes to Redis first; its decision carries the Redis ``TIME``
    reading the script used (``Decision.at_ms``); the memory limiter is then fed
