@@ -1,6 +1,6 @@
 """Cross-instance pub/sub over one Redis: wskit vs python-socketio, plus limiter rate.
 
-Run: ``hatch run python tools/bench/bench_redis.py`` (needs redis-server and
+Run: ``hatch run bench:python tools/bench/bench_redis.py`` (needs redis-server and
 python-socketio; loopback only, bounded, one run, prints every figure).
 
 Setup (same process, same event loop, same private redis-server for both):
