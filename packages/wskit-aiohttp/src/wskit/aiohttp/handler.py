@@ -54,6 +54,7 @@ CLOSE_GOING_AWAY: Final = 1001
 CLOSE_MESSAGE_TOO_BIG: Final = 1009
 CLOSE_ABNORMAL: Final = 1006
 _MAX_REASON_BYTES: Final = 123
+_FAST_SEND_BYTES: Final = 16 * 1024
 
 
 class AiohttpTransport:
@@ -64,14 +65,20 @@ class AiohttpTransport:
     connection, so a dead reader cannot pin a connection forever.
     """
 
-    __slots__ = ("_request", "_send_timeout", "_ws")
+    __slots__ = ("_compress", "_request", "_send_timeout", "_ws")
 
     def __init__(
-        self, ws: web.WebSocketResponse, request: web.BaseRequest, *, send_timeout: float | None
+        self,
+        ws: web.WebSocketResponse,
+        request: web.BaseRequest,
+        *,
+        send_timeout: float | None,
+        compress: bool = False,
     ) -> None:
         self._ws = ws
         self._request = request
         self._send_timeout = send_timeout
+        self._compress = compress
 
     @property
     def socket(self) -> asyncio.Transport | None:
@@ -87,7 +94,7 @@ class AiohttpTransport:
 
     async def send(self, frame: str) -> None:
         timeout = self._send_timeout
-        if timeout is None:
+        if timeout is None or self._cannot_block(frame):
             await self._ws.send_str(frame)
             return
         watchdog = asyncio.get_running_loop().call_later(timeout, self._send_timed_out)
@@ -95,6 +102,17 @@ class AiohttpTransport:
             await self._ws.send_str(frame)
         finally:
             watchdog.cancel()
+
+    def _cannot_block(self, frame: str) -> bool:
+        # Uncompressed sends only wait for a drain once the socket buffer passes
+        # its high-water mark (64 KiB); below a quarter of it, this frame cannot
+        # get there, so no watchdog timer is needed (the common, fast case).
+        if self._compress:
+            return False
+        transport = self._request.transport
+        return transport is not None and (
+            transport.get_write_buffer_size() + 4 * len(frame) < _FAST_SEND_BYTES
+        )
 
     def _send_timed_out(self) -> None:
         _log.info("wskit: send blocked for %ss (peer not reading): aborting", self._send_timeout)
@@ -305,7 +323,9 @@ class WebSocketHandler(Generic[D]):
         self, request: web.Request, ws: web.WebSocketResponse, conn: Connection[D]
     ) -> None:
         loop = asyncio.get_running_loop()
-        transport = AiohttpTransport(ws, request, send_timeout=self.send_timeout)
+        transport = AiohttpTransport(
+            ws, request, send_timeout=self.send_timeout, compress=self.compress
+        )
         session = _Session(conn, transport, asyncio.current_task())
         self._sessions[conn.client_id] = session
         pump = loop.create_task(self._pump(conn, transport))
