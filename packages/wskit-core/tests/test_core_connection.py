@@ -188,8 +188,10 @@ async def test_pump_writes_frames_in_order_then_closes() -> None:
     conn.request_close(4000, "done")
     conn.send_frame("ignored after close request")
     await asyncio.wait_for(pump, 5)
-    assert sent[0].startswith('{"type":"__heartbeat_ack"')
-    assert sent[1:] == [
+    # the heartbeat is answered as it arrives, possibly before the PING's replies
+    acks = [f for f in sent if isinstance(f, str) and f.startswith('{"type":"__heartbeat_ack"')]
+    assert len(acks) == 1
+    assert [f for f in sent if f not in acks] == [
         '{"type":"BLOB","meta":{},"payload":{"data":"a"}}',
         '{"type":"BLOB","meta":{},"payload":{"data":"a"}}',
         (4000, "done"),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import sys
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -151,6 +152,7 @@ class Connection(Generic[D]):
         "_hb_stale",
         "_hb_timer",
         "_inbox",
+        "_inbox_waiter",
         "_last_seen",
         "_out_bytes",
         "_out_waiter",
@@ -204,6 +206,7 @@ class Connection(Generic[D]):
         self.extensions: dict[str, Any] = {}
         self._inbox: deque[tuple[float, dict[str, Any] | ProtocolError]] = deque()
         self._worker: asyncio.Task[None] | None = None
+        self._inbox_waiter: asyncio.Future[None] | None = None
         self._outbox: deque[OutboundItem] = deque()
         self._out_bytes = 0
         self._out_waiter: asyncio.Future[None] | None = None
@@ -274,7 +277,7 @@ class Connection(Generic[D]):
         if self.heartbeat is not None:
             self._hb_schedule()
         if self._inbox and self._worker is None:
-            self._worker = asyncio.get_running_loop().create_task(self._work())
+            self._start_worker()
         return True
 
     def request_close(self, code: int = 1000, reason: str = "", *, discard: bool = False) -> None:
@@ -390,8 +393,11 @@ class Connection(Generic[D]):
                 self._abort(item)
                 return
         self._inbox.append((now, item))
-        if self._worker is None and self.state == "open":
-            self._worker = asyncio.get_running_loop().create_task(self._work())
+        if self._worker is None:
+            if self.state == "open":
+                self._start_worker()
+        elif self._inbox_waiter is not None and not self._inbox_waiter.done():
+            self._inbox_waiter.set_result(None)
 
     def handle_pong(self) -> None:
         """The transport saw a pong (or other sign of life)."""
@@ -415,7 +421,7 @@ class Connection(Generic[D]):
                 )
             )
             if self._worker is None and self.state == "open":
-                self._worker = asyncio.get_running_loop().create_task(self._work())
+                self._start_worker()
             return
         ctx = self._rpcs.get(cid)
         if ctx is not None:
@@ -438,6 +444,13 @@ class Connection(Generic[D]):
                 ctx,
             )
         )
+
+    def _start_worker(self) -> None:
+        # On Python 3.12+ the worker starts eagerly: a handler that never waits
+        # runs to completion inside receive(), with no event-loop round trip.
+        task = _start_task(self._work())
+        if not task.done():
+            self._worker = task
 
     async def _work(self) -> None:
         inbox = self._inbox
@@ -463,11 +476,17 @@ class Connection(Generic[D]):
                     running.add(loop.create_task(self._dispatch(received_at, item)))
                 if not running:
                     return
-                _done, running_left = await asyncio.wait(
-                    running, return_when=asyncio.FIRST_COMPLETED
-                )
-                running = set(running_left)
+                # Wake on a finished handler, or on a new frame while below the limit.
+                arrival: asyncio.Future[None] = loop.create_future()
+                self._inbox_waiter = arrival
+                waiting: set[asyncio.Future[Any]] = {*running}
+                if len(running) < limit:
+                    waiting.add(arrival)
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                self._inbox_waiter = None
+                running = {t for t in running if not t.done()}
         finally:
+            self._inbox_waiter = None
             if running:
                 await asyncio.wait(running)
 
@@ -536,41 +555,36 @@ class Connection(Generic[D]):
         clock = self.router.clock
         if ctx.deadline is not None:
             ctx._timer = clock.call_later(ctx.deadline - clock.now(), lambda: self._expire(ctx))
-        task = asyncio.get_running_loop().create_task(self._run_rpc(ctx, chain))
-        ctx._task = task
-        try:
-            if not task.done():
-                await asyncio.wait((task,))
-        except asyncio.CancelledError:
-            ctx._cancel("disconnect")
-            raise
-        finally:
-            if self._rpcs.get(cid) is ctx:
-                del self._rpcs[cid]
-            if ctx._timer is not None:
-                ctx._timer.cancel()
-                ctx._timer = None
-
-    async def _run_rpc(self, ctx: RpcContext[Any, Any, D], chain: Callable[[Any], Any]) -> None:
+        # The handler runs in this task; an abort or deadline cancels the task,
+        # and the CancelledError is absorbed here (see RpcContext._cancel).
+        ctx._task = asyncio.current_task()
+        failure: Exception | None = None
         try:
             await chain(ctx)
         except asyncio.CancelledError:
-            if ctx._cancel_reason is None:
+            if not ctx._task_cancelled:  # cancelled from outside: the server is going away
+                ctx._detach(self._rpcs)
+                ctx._cancel("disconnect")
                 raise
-            return
         except Exception as exc:
+            failure = exc
+        finally:
+            ctx._detach(self._rpcs)
+        if ctx._task_cancelled:
+            _uncancel()
+            return
+        if failure is not None:
             if not ctx.terminal:
                 ctx.terminal = True
-                self._send_handler_error(RPC_ERROR, exc, ctx.correlation_id)
-            await self._report(exc, ctx.type, ctx)
-            return
-        if not ctx.terminal:
+                self._send_handler_error(RPC_ERROR, failure, cid)
+            await self._report(failure, message_type, ctx)
+        elif not ctx.terminal:
             ctx.terminal = True
             err = ProtocolError(
-                ErrorCode.INTERNAL, "handler completed without a reply", message_type=ctx.type
+                ErrorCode.INTERNAL, "handler completed without a reply", message_type=message_type
             )
-            self.send_error(RPC_ERROR, err.code, err.message, correlation_id=ctx.correlation_id)
-            await self._report(err, ctx.type, ctx)
+            self.send_error(RPC_ERROR, err.code, err.message, correlation_id=cid)
+            await self._report(err, message_type, ctx)
 
     def _expire(self, ctx: RpcContext[Any, Any, D]) -> None:
         ctx._timer = None
@@ -885,6 +899,25 @@ class Connection(Generic[D]):
             if not pending:
                 return
             await asyncio.wait(pending)
+
+
+if sys.version_info >= (3, 12):
+
+    def _start_task(coro: Any) -> asyncio.Task[Any]:
+        return asyncio.Task(coro, loop=asyncio.get_running_loop(), eager_start=True)
+
+else:
+
+    def _start_task(coro: Any) -> asyncio.Task[Any]:
+        return asyncio.get_running_loop().create_task(coro)
+
+
+def _uncancel() -> None:
+    # Python 3.11+ counts cancellation requests; balance the one we absorbed.
+    task = asyncio.current_task()
+    uncancel = getattr(task, "uncancel", None)
+    if uncancel is not None:
+        uncancel()
 
 
 def _correlation_id(obj: dict[str, Any]) -> str | None:

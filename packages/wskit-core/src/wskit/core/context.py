@@ -211,6 +211,7 @@ class RpcContext(MessageContext[P, D], Generic[P, R, D]):
         "_cancel_reason",
         "_last_progress_at",
         "_task",
+        "_task_cancelled",
         "_timer",
         "correlation_id",
         "deadline",
@@ -237,6 +238,7 @@ class RpcContext(MessageContext[P, D], Generic[P, R, D]):
         self._cancel_callbacks: list[Callable[[], Any]] | None = None
         self._last_progress_at: float | None = None
         self._task: Any = None
+        self._task_cancelled = False
         self._timer: Any = None
 
     @property
@@ -353,4 +355,14 @@ class RpcContext(MessageContext[P, D], Generic[P, R, D]):
             self.connection.run_callback(cb)
         task = self._task
         if task is not None and not task.done():
+            self._task_cancelled = True
             task.cancel()
+
+    def _detach(self, registry: dict[str, Any]) -> None:
+        """The handler is done: forget the task and stop the deadline timer."""
+        if registry.get(self.correlation_id) is self:
+            del registry[self.correlation_id]
+        self._task = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
