@@ -15,13 +15,14 @@ WebSocket connections opened by a load generator in another process:
   a room; each round is ``await sio.emit("chat", {...}, room=...)``.
 
 Each target is run ``--repeats`` times (interleaved), each run doing 2 warm-up
-and 20 (N=1,000) or 7 (N=10,000) measured rounds. A round's time runs from just before the publish call until the load
-generator reports (over a control TCP connection) that every client has
-received that round's message. deliveries/s = subscribers / round time; the
-median round is reported. The load generator is a minimal asyncio WebSocket
-client (handshake + frame parsing only), identical for all three servers, so
-that the client side costs as little as possible. It also checks that every
-client got every message exactly once.
+and 20 (N=1,000) or 7 (N=10,000) measured rounds. A round's time runs from
+just before the publish call until the load generator reports (over a control
+TCP connection) that every client has received that round's message.
+deliveries/s = subscribers / round time; the median round is reported. The
+load generator is a minimal asyncio WebSocket client (handshake and frame
+parsing only), the same for all three servers, so that the client side costs
+as little as possible. It also checks that every client got every message
+exactly once.
 """
 
 from __future__ import annotations
@@ -51,9 +52,7 @@ def rounds_for(n: int) -> int:
 # ======================================================================= servers
 
 
-async def control_rounds(
-    n: int, ctl_port: int, publish: Any, ready: asyncio.Event
-) -> list[float]:
+async def control_rounds(n: int, ctl_port: int, publish: Any, ready: asyncio.Event) -> list[float]:
     """Wait for the load generator, run warm-up + measured rounds, return times."""
     got_ctl: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
         asyncio.get_running_loop().create_future()
