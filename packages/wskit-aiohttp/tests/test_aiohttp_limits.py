@@ -73,11 +73,18 @@ async def test_drop_policy_sends_resource_exhausted_and_stays_open(
 ) -> None:
     server = await start(app.router, max_buffered_bytes=4096, overflow="drop")
     async with session.ws_connect(server.url) as ws:
-        # FLOOD queues 100 frames of ~1 KiB at once: 3 fit in 4 KiB, the rest are dropped.
-        await ws.send_str('{"type": "FLOOD", "payload": {"count": 100, "size": 1000}}')
-        chunks = [await recv(ws) for _ in range(3)]
-        assert [c["payload"]["i"] for c in chunks] == [0, 1, 2]
-        assert await recv(ws) == {
+        # FLOOD produces 4000 frames of ~10 KB at once. Frames this size never take the
+        # direct path (it is reserved for writes that keep the socket buffer < 16 KiB),
+        # so the first fills the 4 KiB outbound buffer (one frame is always accepted),
+        # the rest are dropped and the client is told once.
+        await ws.send_str('{"type": "FLOOD", "payload": {"count": 4000, "size": 10000}}')
+        frames = [await recv(ws)]
+        while frames[-1]["type"] == "CHUNK":
+            frames.append(await recv(ws))
+        chunks, error = frames[:-1], frames[-1]
+        assert [c["payload"]["i"] for c in chunks] == list(range(len(chunks)))
+        assert 0 < len(chunks) < 4000
+        assert error == {
             "type": "ERROR",
             "meta": {},
             "payload": {

@@ -103,6 +103,29 @@ class AiohttpTransport:
         finally:
             watchdog.cancel()
 
+    def send_nowait(self, frame: str) -> bool:
+        """Write ``frame`` now if that cannot block (the core's direct path).
+
+        ``send_str`` of an uncompressed frame writes synchronously and only
+        awaits a drain once the socket buffer passes its high-water mark, which
+        ``_cannot_block`` rules out; so the coroutine finishes in one step.
+        """
+        if not self._cannot_block(frame):
+            return False
+        coro = self._ws.send_str(frame)
+        try:
+            coro.send(None)
+        except StopIteration:
+            return True
+        except Exception:
+            # The socket is closing: the frame is lost either way, and the read
+            # loop sees the close. Let the pump path raise for this one instead.
+            return False
+        # Unexpectedly suspended after writing (a drain wait): the frame is
+        # already in the socket buffer; skip the wait rather than block here.
+        coro.close()
+        return True
+
     def _cannot_block(self, frame: str) -> bool:
         # Uncompressed sends only wait for a drain once the socket buffer passes
         # its high-water mark (64 KiB); below a quarter of it, this frame cannot

@@ -112,7 +112,13 @@ class ErrorInfo:
 
 
 class Transport(Protocol):
-    """The socket side of a connection, as :meth:`Connection.pump` drives it."""
+    """The socket side of a connection, as :meth:`Connection.pump` drives it.
+
+    A transport may also offer ``send_nowait(frame: str) -> bool``: write the
+    frame at once if that cannot block, else return ``False``. The connection
+    then writes frames directly while its FIFO is empty and the pump is idle,
+    saving a task switch per frame (pub/sub fan-out, request/response).
+    """
 
     async def send(self, frame: str) -> None: ...
 
@@ -149,6 +155,7 @@ class Connection(Generic[D]):
         "_background",
         "_close_requested",
         "_closing",
+        "_direct",
         "_hb_stale",
         "_hb_timer",
         "_inbox",
@@ -158,6 +165,7 @@ class Connection(Generic[D]):
         "_out_waiter",
         "_outbox",
         "_overflow_notified",
+        "_pump_idle",
         "_pump_interrupted",
         "_pump_task",
         "_rpcs",
@@ -213,6 +221,8 @@ class Connection(Generic[D]):
         self._overflow_notified = False
         self._pump_task: asyncio.Task[Any] | None = None
         self._pump_interrupted = False
+        self._pump_idle = False
+        self._direct: Callable[[str], bool] | None = None
         self._rpcs: dict[str, RpcContext[Any, Any, D]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._close_requested: _Close | None = None
@@ -729,6 +739,13 @@ class Connection(Generic[D]):
         """Queue a serialized frame; ``False`` if dropped (closed or overflow)."""
         if self.state == "closed" or self._close_requested is not None:
             return False
+        if (
+            self._pump_idle
+            and not self._outbox
+            and self._direct is not None
+            and self._direct(frame)
+        ):
+            return True  # written straight to the socket: FIFO empty, pump asleep
         size = len(frame) if frame.isascii() else len(frame.encode("utf-8"))
         if self._out_bytes + size > self.max_buffered_bytes and self._outbox:
             return self._overflow()
@@ -795,6 +812,7 @@ class Connection(Generic[D]):
         loop = asyncio.get_running_loop()
         outbox = self._outbox
         self._pump_task = asyncio.current_task()
+        self._direct = getattr(transport, "send_nowait", None)
         try:
             while True:
                 while outbox:
@@ -810,7 +828,11 @@ class Connection(Generic[D]):
                     return
                 waiter = loop.create_future()
                 self._out_waiter = waiter
-                await waiter
+                self._pump_idle = True
+                try:
+                    await waiter
+                finally:
+                    self._pump_idle = False
         except asyncio.CancelledError:
             close = self._close_requested
             if not self._pump_interrupted or close is None:
@@ -822,6 +844,7 @@ class Connection(Generic[D]):
             await transport.close(close.code, close.reason)
         finally:
             self._pump_task = None
+            self._direct = None
 
     # ------------------------------------------------------------- heartbeat
 
