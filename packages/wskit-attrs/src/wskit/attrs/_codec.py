@@ -80,7 +80,8 @@ class AttrsCodec(Generic[A]):
             hook = make_dict_structure_fn(
                 cl, self.converter, _cattrs_forbid_extra_keys=False, **overrides
             )
-        self._hook: Callable[[Any, Any], A] = hook
+        # decode() checks for a dict itself: call cattrs' generated function directly.
+        self._hook: Callable[[Any, Any], A] = getattr(hook, "__wrapped__", hook)
         self._unstructure: Callable[[Any], Any] = self.converter.get_unstructure_hook(cl)
         self.field_names = frozenset(names.values())
         #: Python name -> wire name (outbound mappings may use either).
@@ -126,6 +127,12 @@ class AttrsCodec(Generic[A]):
         # Python names become wire names; nested attrs instances, enums, sets,
         # tuples become their wire forms.
         renamed = {names.get(k, k): v for k, v in value.items()}
+        if validate:
+            # Fast path: a mapping of plain JSON values structures as it is.
+            try:
+                return self._unstructure(self._hook(renamed, self.cl))
+            except Exception:
+                pass
         try:
             wire = self.converter.unstructure(renamed)
         except Exception as exc:

@@ -369,6 +369,7 @@ def _object_guard(inner: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]
         return inner(value, t)
 
     structure.overrides = getattr(inner, "overrides", {})  # type: ignore[attr-defined]
+    structure.__wrapped__ = inner  # type: ignore[attr-defined]
     return structure
 
 
