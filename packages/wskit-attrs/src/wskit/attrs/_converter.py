@@ -172,10 +172,6 @@ def _is_literal(t: Any) -> bool:
     return get_origin(t) is Literal
 
 
-def _is_enum(t: Any) -> bool:
-    return isinstance(t, type) and issubclass(t, enum.Enum)
-
-
 def _is_list(t: Any) -> bool:
     return _origin(t) in _LIST_ORIGINS
 
@@ -417,7 +413,6 @@ def make_converter() -> cattrs.Converter:
     conv.register_structure_hook_factory(_is_set, _list_factory)
     conv.register_structure_hook_factory(_is_tuple, _tuple_factory)
     conv.register_structure_hook_factory(_is_dict, _dict_factory)
-    conv.register_structure_hook_factory(_is_enum, _enum_factory)
     conv.register_structure_hook_factory(_is_literal, _literal_factory)
     conv.register_structure_hook_factory(_is_union, _union_factory)
     for t, hook in (
@@ -429,6 +424,8 @@ def make_converter() -> cattrs.Converter:
         (dt.datetime, _structure_datetime),
         (dt.date, _structure_date),
         (uuid.UUID, _structure_uuid),
+        # Enums: via singledispatch as well (older cattrs register Enum there).
+        (enum.Enum, _subclass),
     ):
         # cattrs consults singledispatch first, so these replace its lenient
         # defaults; subclasses (IntEnum, StrEnum, `class E(str, Enum)`) reach the
