@@ -113,7 +113,9 @@ def schemas(validator: str, form: str) -> tuple[Any, Any, Any, Any]:
 def build_router(validator: str, form: str) -> Any:
     ping_s, pong_s, get_user_s, plugin = schemas(validator, form)
     create = wp.create_router if validator == "pydantic" else wa.create_router
-    router = create().plugin(plugin)
+    # Pipelined rounds queue every reply before the pump drains them: a large
+    # outbound buffer keeps the default backpressure policy (close 1013) out of it.
+    router = create(max_buffered_bytes=1 << 28).plugin(plugin)
 
     @router.on(ping_s)
     async def ping(ctx: Any) -> None:

@@ -150,3 +150,14 @@ def test_envelope_json_schema_hoists_nested_definitions() -> None:
     }
     assert schema["$defs"]["Member"]["properties"]["userId"] == {"type": "string"}
     assert schema["required"] == ["type", "payload"]
+
+
+def test_public_surface_matches_wskit_pydantic() -> None:
+    import wskit.attrs as wa
+
+    assert sorted(wa.__all__) == sorted(set(wa.__all__))
+    for name in wa.__all__:
+        assert hasattr(wa, name), name
+    for name in ("create_router", "message", "rpc"):
+        assert name in wa.__all__
+    assert with_attrs().plugin_key == "wskit.attrs"
