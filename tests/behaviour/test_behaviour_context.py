@@ -651,3 +651,15 @@ async def test_typed_connection_data_object_assign(validator: Any) -> None:
         await h.flush()
         assert conn.data.room == "lobby"
         assert conn.data.user_id == "u1"
+
+
+async def test_harness_sends_payload_instances_in_wire_form(app: Any) -> None:
+    got: list[Any] = []
+    app.router.on(app.Notice, lambda ctx: got.append((ctx.payload.user_id, ctx.payload.count)))
+    instance = app.Notice.payload.decode({"userId": "u9", "count": 2})
+    async with Harness(app.router) as h:
+        conn = await h.connect()
+        conn.send(app.Notice, instance)
+        await h.flush()
+        assert got == [("u9", 2)]
+        assert conn.frames == []

@@ -276,7 +276,7 @@ class FakeConnection(Generic[D]):
         if omit_payload is not None:
             has_payload = not omit_payload
         if has_payload:
-            frame["payload"] = _to_wire(payload)
+            frame["payload"] = _to_wire(message, payload)
         self.send_raw(dumps(frame))
 
     def send_raw(self, frame: str | bytes) -> None:
@@ -351,10 +351,14 @@ class FakeConnection(Generic[D]):
         self.raw_frames.clear()
 
 
-def _to_wire(payload: Any) -> Any:
-    dump = getattr(payload, "model_dump", None)
-    if callable(dump):
-        return dump(mode="json", by_alias=True)
+def _to_wire(message: MessageSchema[Any] | str, payload: Any) -> Any:
+    """Plain JSON values go out as given (invalid ones too: tests send bad input);
+    model or class instances are dumped to wire form by the schema's codec."""
+    if payload is None or isinstance(payload, (dict, list, str, int, float, bool)):
+        return payload
+    codec = message.payload if isinstance(message, MessageSchema) else None
+    if codec is not None:
+        return codec.encode(payload, validate=False)
     return payload
 
 
