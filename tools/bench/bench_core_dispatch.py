@@ -13,10 +13,10 @@ Scenarios (one run, best of several rounds each, same process):
   reply off the outbound FIFO, repeat (the sans-I/O driver, no pump task).
 - rpc, one at a time: GET_USER with a correlationId, USER_DATA reply.
 
-On Python 3.12+ a connection's worker task starts eagerly, so a handler that
-never waits completes inside ``receive()``; on 3.10/3.11 each idle-to-busy
-transition costs a task and event-loop round trips, which the one-at-a-time
-figures show.
+Each idle-to-busy transition of a connection starts its worker task and costs
+event-loop round trips; the one-at-a-time figures show that cost, which the
+hand-written loop (no tasks, no queue) does not pay. End to end over a socket
+(tools/bench/bench_aiohttp.py) the read itself already costs a loop round trip.
 
 The hand-written side is the strictest baseline: a loop that parses, dispatches
 through a dict and awaits an async handler inline, with no queue, task or

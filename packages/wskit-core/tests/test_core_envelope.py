@@ -71,7 +71,20 @@ def test_decode_frame_accepts_text_and_binary() -> None:
     assert decode_frame(memoryview(text.encode())) == frame
 
 
-@pytest.mark.parametrize("raw", ["", "nan", "[]", "null", '{"type": []}', '{"meta": {}}'])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "nan",
+        "[]",
+        "null",
+        '{"type": []}',
+        '{"meta": {}}',
+        '{"type": "A", "p": NaN}',
+        '{"type": "A"} trailing',
+        '{"type": "A", "p": -Infinity}',
+    ],
+)
 def test_decode_frame_rejects_bad_envelopes(raw: str) -> None:
     with pytest.raises(ProtocolError) as exc_info:
         decode_frame(raw)

@@ -43,7 +43,14 @@ STANDARD_META_KEYS: Final = frozenset({"timestamp", "correlationId", "timeoutMs"
 _ROOT_KEYS: Final = frozenset({"type", "meta", "payload"})
 
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-_decoder = json.JSONDecoder()
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_decoder = json.JSONDecoder(parse_constant=_reject_constant)  # NaN/Infinity are not JSON
+_scan_once: Any = _decoder.scan_once  # type: ignore[attr-defined]  # the C scanner
 
 
 def dumps(obj: Any) -> str:
@@ -71,9 +78,18 @@ def decode_frame(frame: str | bytes | bytearray | memoryview) -> dict[str, Any]:
                 ErrorCode.INVALID_ARGUMENT, "Invalid message: binary frame is not UTF-8"
             ) from None
     try:
-        obj = _decoder.decode(frame)
-    except ValueError:
-        raise ProtocolError(ErrorCode.INVALID_ARGUMENT, "Invalid message: not valid JSON") from None
+        # scan_once is the C scanner without the whitespace regexes of decode();
+        # frames with surrounding whitespace take the general path.
+        obj, end = _scan_once(frame, 0)
+        if end != len(frame):
+            obj = _decoder.decode(frame)
+    except (ValueError, StopIteration):
+        try:
+            obj = _decoder.decode(frame)
+        except ValueError:
+            raise ProtocolError(
+                ErrorCode.INVALID_ARGUMENT, "Invalid message: not valid JSON"
+            ) from None
     if type(obj) is not dict:
         raise ProtocolError(ErrorCode.INVALID_ARGUMENT, "Invalid message: expected a JSON object")
     message_type = obj.get("type")

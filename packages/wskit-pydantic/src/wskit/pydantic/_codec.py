@@ -99,6 +99,14 @@ class PydanticCodec(Generic[M]):
             raise ValidationError("Validation failed", _issues(exc)) from None
 
     def encode(self, value: Any, *, validate: bool) -> Any:
+        if type(value) is dict:  # the common case first: a plain mapping from a handler
+            if not validate:
+                return value
+            try:
+                obj = self._validate_python(value)
+            except pydantic.ValidationError as exc:
+                raise ValidationError("Outbound validation failed", _issues(exc)) from None
+            return self._dump(obj, mode="json", by_alias=True)
         model = self.model
         if isinstance(value, model):
             return self._dump(value, mode="json", by_alias=True)
