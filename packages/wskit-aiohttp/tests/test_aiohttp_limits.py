@@ -187,3 +187,17 @@ async def test_client_ping_gets_a_pong(
         msg = await wait_for(ws.receive())
         assert msg.type is aiohttp.WSMsgType.PONG
         assert msg.data == b"hello"
+
+
+async def test_direct_sends_use_aiohttp_sync_writer(
+    app: Any, start: Any, session: aiohttp.ClientSession, recv: Any
+) -> None:
+    # The direct path (core send_nowait) relies on aiohttp writer internals; if an
+    # aiohttp upgrade removes them it silently falls back to driving send_str. This
+    # test notices, so the fallback is a decision, not an accident.
+    server = await start(app.router)
+    async with session.ws_connect(server.url) as ws:
+        await ws.send_str('{"type": "PING", "payload": {"text": "direct"}}')
+        assert await recv(ws) == {"type": "PONG", "meta": {}, "payload": {"reply": "direct"}}
+        (session_state,) = server.handler._sessions.values()
+        assert session_state.transport._writer not in (None, False)

@@ -57,6 +57,19 @@ _MAX_REASON_BYTES: Final = 123
 _FAST_SEND_BYTES: Final = 16 * 1024
 
 
+_TEXT: Final = int(WSMsgType.TEXT)
+
+
+def _sync_writer(ws: web.WebSocketResponse) -> Any:
+    """aiohttp's frame writer if it has the synchronous internals we rely on
+    (checked once per connection), else ``False``."""
+    writer = getattr(ws, "_writer", None)
+    needed = ("_closing", "_write_websocket_frame", "_output_size", "_limit", "compress")
+    if writer is None or not all(hasattr(writer, name) for name in needed) or writer.compress:
+        return False
+    return writer
+
+
 class AiohttpTransport:
     """:class:`wskit.core.Transport` over an ``aiohttp.web.WebSocketResponse``.
 
@@ -65,7 +78,7 @@ class AiohttpTransport:
     connection, so a dead reader cannot pin a connection forever.
     """
 
-    __slots__ = ("_compress", "_request", "_send_timeout", "_ws")
+    __slots__ = ("_compress", "_request", "_send_timeout", "_writer", "_ws")
 
     def __init__(
         self,
@@ -79,6 +92,7 @@ class AiohttpTransport:
         self._request = request
         self._send_timeout = send_timeout
         self._compress = compress
+        self._writer: Any = None  # set by the first send_nowait once the socket is prepared
 
     @property
     def socket(self) -> asyncio.Transport | None:
@@ -106,24 +120,35 @@ class AiohttpTransport:
     def send_nowait(self, frame: str) -> bool:
         """Write ``frame`` now if that cannot block (the core's direct path).
 
-        ``send_str`` of an uncompressed frame writes synchronously and only
-        awaits a drain once the socket buffer passes its high-water mark, which
-        ``_cannot_block`` rules out; so the coroutine finishes in one step.
+        An uncompressed frame is written synchronously by aiohttp; only the
+        drain wait after passing the socket's high-water mark can block, which
+        ``_cannot_block`` rules out. When aiohttp's writer exposes its
+        synchronous frame writer (aiohttp 3.11+), it is called directly; else
+        ``send_str`` is driven one step, which completes for the same reason.
         """
         if not self._cannot_block(frame):
             return False
+        writer = self._writer
+        if writer is None:
+            writer = self._writer = _sync_writer(self._ws)
+        if writer is not False:
+            if writer._closing:
+                return False  # the pump path raises for it; the read loop sees the close
+            try:
+                writer._write_websocket_frame(frame.encode("utf-8"), _TEXT, 0)
+            except Exception:
+                return False
+            if writer._output_size > writer._limit:
+                writer._output_size = 0  # what send_frame does before its drain check
+            return True
         coro = self._ws.send_str(frame)
         try:
             coro.send(None)
         except StopIteration:
             return True
         except Exception:
-            # The socket is closing: the frame is lost either way, and the read
-            # loop sees the close. Let the pump path raise for this one instead.
             return False
-        # Unexpectedly suspended after writing (a drain wait): the frame is
-        # already in the socket buffer; skip the wait rather than block here.
-        coro.close()
+        coro.close()  # suspended after writing (a drain wait): skip the wait
         return True
 
     def _cannot_block(self, frame: str) -> bool:
