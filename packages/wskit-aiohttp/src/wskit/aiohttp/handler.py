@@ -60,11 +60,34 @@ _FAST_SEND_BYTES: Final = 16 * 1024
 _TEXT: Final = int(WSMsgType.TEXT)
 
 
+_last_frame: list[Any] = [None, b""]
+
+
+def _encoded(frame: str) -> bytes:
+    """UTF-8 of ``frame``, reusing the last result: a pub/sub fan-out hands the
+    same string object to every subscriber, so it is encoded once per publish."""
+    last = _last_frame
+    if last[0] is frame:
+        data: bytes = last[1]
+        return data
+    data = frame.encode("utf-8")
+    last[0] = frame
+    last[1] = data
+    return data
+
+
 def _sync_writer(ws: web.WebSocketResponse) -> Any:
     """aiohttp's frame writer if it has the synchronous internals we rely on
     (checked once per connection), else ``False``."""
     writer = getattr(ws, "_writer", None)
-    needed = ("_closing", "_write_websocket_frame", "_output_size", "_limit", "compress")
+    needed = (
+        "_closing",
+        "_write_websocket_frame",
+        "_output_size",
+        "_limit",
+        "compress",
+        "transport",
+    )
     if writer is None or not all(hasattr(writer, name) for name in needed) or writer.compress:
         return False
     return writer
@@ -122,25 +145,30 @@ class AiohttpTransport:
 
         An uncompressed frame is written synchronously by aiohttp; only the
         drain wait after passing the socket's high-water mark can block, which
-        ``_cannot_block`` rules out. When aiohttp's writer exposes its
+        the buffer check below rules out. When aiohttp's writer exposes its
         synchronous frame writer (aiohttp 3.11+), it is called directly; else
         ``send_str`` is driven one step, which completes for the same reason.
         """
-        if not self._cannot_block(frame):
-            return False
         writer = self._writer
         if writer is None:
             writer = self._writer = _sync_writer(self._ws)
-        if writer is not False:
-            if writer._closing:
-                return False  # the pump path raises for it; the read loop sees the close
-            try:
-                writer._write_websocket_frame(frame.encode("utf-8"), _TEXT, 0)
-            except Exception:
-                return False
-            if writer._output_size > writer._limit:
-                writer._output_size = 0  # what send_frame does before its drain check
-            return True
+        if writer is False:
+            return self._send_str_now(frame)
+        sock = writer.transport
+        if sock.get_write_buffer_size() + 4 * len(frame) >= _FAST_SEND_BYTES or writer._closing:
+            return False  # may block (the pump's path), or closing (the pump raises)
+        data = _encoded(frame)
+        try:
+            writer._write_websocket_frame(data, _TEXT, 0)
+        except Exception:
+            return False
+        if writer._output_size > writer._limit:
+            writer._output_size = 0  # what send_frame does before its drain check
+        return True
+
+    def _send_str_now(self, frame: str) -> bool:
+        if not self._cannot_block(frame):
+            return False
         coro = self._ws.send_str(frame)
         try:
             coro.send(None)
