@@ -33,8 +33,8 @@ import cattrs
 from wskit.attrs._codec import VALIDATOR_NAME, AttrsCodec, quick_class
 from wskit.attrs._converter import WIRE_NAME, make_converter, register_wire_names
 from wskit.core.errors import SchemaDefinitionError
-from wskit.core.router import Router, create_router
-from wskit.core.schema import MessageSchema, RpcSchema
+from wskit.core.router import ValidatorPlugin, create_router
+from wskit.core.schema import MessageSchema, RpcSchema, define_rpc
 
 __all__ = [
     "WIRE_NAME",
@@ -241,37 +241,21 @@ def rpc(
     ``rpc("GET_USER", {"user_id": str}, "USER_DATA", {"name": str})`` or with
     attrs classes. Progress updates are validated against the response schema.
     """
-    response_schema: MessageSchema[Any] = MessageSchema(
-        response_type,
-        _codec(response_type, response, strict=strict, suffix="Payload", converter=converter),
-        meta=_meta_codec(response_type, response_meta, converter),
-        validate_outgoing=validate_outgoing,
-    )
-    return RpcSchema(
+    return define_rpc(
         request_type,
         _codec(request_type, request, strict=strict, suffix="Payload", converter=converter),
-        response_schema,
+        response_type,
+        _codec(response_type, response, strict=strict, suffix="Payload", converter=converter),
         meta=_meta_codec(request_type, meta, converter),
+        response_meta=_meta_codec(response_type, response_meta, converter),
         validate_outgoing=validate_outgoing,
     )
 
 
-class _WithAttrs:
-    plugin_key = "wskit.attrs"
-
-    def __init__(self, validate_outgoing: bool) -> None:
-        self.validate_outgoing = validate_outgoing
-
-    def __call__(self, router: Router[Any]) -> Router[Any]:
-        router.add_validator(VALIDATOR_NAME)
-        router.validate_outgoing = self.validate_outgoing
-        return router
-
-
-def with_attrs(*, validate_outgoing: bool = True) -> _WithAttrs:
+def with_attrs(*, validate_outgoing: bool = True) -> ValidatorPlugin:
     """The validator plugin: ``create_router().plugin(with_attrs())``.
 
     Inbound messages are always validated; ``validate_outgoing`` (default on)
     also validates what handlers send. Applying it twice is a no-op.
     """
-    return _WithAttrs(validate_outgoing)
+    return ValidatorPlugin(VALIDATOR_NAME, validate_outgoing=validate_outgoing)

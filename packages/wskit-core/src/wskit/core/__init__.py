@@ -65,6 +65,7 @@ from wskit.core.router import (
     Route,
     Router,
     RpcHandler,
+    ValidatorPlugin,
     create_router,
 )
 from wskit.core.schema import (
@@ -137,6 +138,7 @@ __all__ = [
     "Topics",
     "Transport",
     "ValidationError",
+    "ValidatorPlugin",
     "WskitError",
     "any_object",
     "create_router",

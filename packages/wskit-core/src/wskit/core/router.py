@@ -29,6 +29,7 @@ __all__ = [
     "Route",
     "Router",
     "RpcHandler",
+    "ValidatorPlugin",
     "create_router",
 ]
 
@@ -506,6 +507,28 @@ class Router(Generic[D]):
                     await result
             except Exception:
                 _log.exception("wskit: on_error hook failed")
+
+
+class ValidatorPlugin:
+    """The plugin a validator package returns from ``with_<name>()``.
+
+    Applying it lets the router accept schemas validated by ``name`` and sets
+    the router's outbound-validation default. Idempotent per validator
+    (``plugin_key`` is ``"wskit.<name>"``).
+    """
+
+    def __init__(self, name: str, *, validate_outgoing: bool = True) -> None:
+        self.name = name
+        self.plugin_key = f"wskit.{name}"
+        self.validate_outgoing = validate_outgoing
+
+    def __call__(self, router: Router[Any]) -> Router[Any]:
+        router.add_validator(self.name)
+        router.validate_outgoing = self.validate_outgoing
+        return router
+
+    def __repr__(self) -> str:
+        return f"ValidatorPlugin({self.name!r}, validate_outgoing={self.validate_outgoing})"
 
 
 @overload

@@ -27,8 +27,8 @@ from typing import Any, TypeVar, overload
 from pydantic import BaseModel
 
 from wskit.core.errors import SchemaDefinitionError
-from wskit.core.router import Router, create_router
-from wskit.core.schema import MessageSchema, RpcSchema
+from wskit.core.router import ValidatorPlugin, create_router
+from wskit.core.schema import MessageSchema, RpcSchema, define_rpc
 from wskit.pydantic._codec import VALIDATOR_NAME, PydanticCodec, quick_model
 
 __all__ = [
@@ -214,37 +214,21 @@ def rpc(
     ``rpc("GET_USER", {"user_id": str}, "USER_DATA", {"name": str})`` or with
     model classes. Progress updates are validated against the response schema.
     """
-    response_schema: MessageSchema[Any] = MessageSchema(
-        response_type,
-        _codec(response_type, response, strict=strict, suffix="Payload"),
-        meta=_meta_codec(response_type, response_meta),
-        validate_outgoing=validate_outgoing,
-    )
-    return RpcSchema(
+    return define_rpc(
         request_type,
         _codec(request_type, request, strict=strict, suffix="Payload"),
-        response_schema,
+        response_type,
+        _codec(response_type, response, strict=strict, suffix="Payload"),
         meta=_meta_codec(request_type, meta),
+        response_meta=_meta_codec(response_type, response_meta),
         validate_outgoing=validate_outgoing,
     )
 
 
-class _WithPydantic:
-    plugin_key = "wskit.pydantic"
-
-    def __init__(self, validate_outgoing: bool) -> None:
-        self.validate_outgoing = validate_outgoing
-
-    def __call__(self, router: Router[Any]) -> Router[Any]:
-        router.add_validator(VALIDATOR_NAME)
-        router.validate_outgoing = self.validate_outgoing
-        return router
-
-
-def with_pydantic(*, validate_outgoing: bool = True) -> _WithPydantic:
+def with_pydantic(*, validate_outgoing: bool = True) -> ValidatorPlugin:
     """The validator plugin: ``create_router().plugin(with_pydantic())``.
 
     Inbound messages are always validated; ``validate_outgoing`` (default on)
     also validates what handlers send. Applying it twice is a no-op.
     """
-    return _WithPydantic(validate_outgoing)
+    return ValidatorPlugin(VALIDATOR_NAME, validate_outgoing=validate_outgoing)
