@@ -35,10 +35,10 @@ import argparse
 import asyncio
 import json
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
+from _drivers import best_of, one_at_a_time_sans_io, pipelined
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
@@ -129,63 +129,8 @@ async def _hand_async(frames: list[str], out: list[str]) -> None:
         out.append(await call(msg))
 
 
-# ------------------------------------------------------------------ framework
-
-
-class _ListTransport:
-    def __init__(self, out: list[str], done: Callable[[], None]) -> None:
-        self.out = out
-        self.done = done
-        self.expected = 0
-
-    async def send(self, frame: str) -> None:
-        self.out.append(frame)
-        if len(self.out) >= self.expected:
-            self.done()
-
-    async def ping(self) -> None:
-        pass
-
-    async def close(self, code: int, reason: str) -> None:
-        pass
-
-
-async def framework_pipelined(router: Any, frames: list[str], out: list[str]) -> None:
-    conn = router.connect()
-    loop = asyncio.get_running_loop()
-    finished = loop.create_future()
-    transport = _ListTransport(out, lambda: finished.done() or finished.set_result(None))
-    transport.expected = len(frames)
-    pump = loop.create_task(conn.pump(transport))
-    await conn.open()
-    for raw in frames:
-        conn.receive(raw)
-    await finished
-    await conn.handle_close(1000, "")
-    await pump
-
-
-async def framework_serial(router: Any, frames: list[str], out: list[str]) -> None:
-    # The sans-I/O driver: hand one frame over, wait until the router is idle,
-    # take the reply off the outbound FIFO (what an adapter's pump does).
-    conn = router.connect()
-    await conn.open()
-    for raw in frames:
-        conn.receive(raw)
-        if not conn.is_idle():
-            await conn.wait_idle()
-        while (frame := conn.pop_outbound()) is not None:
-            out.append(frame)
-    await conn.handle_close(1000, "")
-
-
 def _time(fn: Callable[[], Any], rounds: int) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        asyncio.run(fn())
-        best = min(best, time.perf_counter() - t0)
-    return best
+    return best_of(lambda: asyncio.run(fn()), rounds)
 
 
 def main() -> None:
@@ -210,15 +155,15 @@ def main() -> None:
     ref: list[str] = []
     asyncio.run(_hand_async(ping_frames[:3] + rpc_frames[:3], ref))
     got: list[str] = []
-    asyncio.run(framework_serial(build_router(True), ping_frames[:3] + rpc_frames[:3], got))
+    asyncio.run(one_at_a_time_sans_io(build_router(True), ping_frames[:3] + rpc_frames[:3], got))
     assert got == ref, (got, ref)
 
     print(f"python {sys.version.split()[0]}, {n} messages per round, best of {args.rounds}")
     rows = []
     for label, frames, fw, hand in (
-        ("event pipelined", ping_frames, framework_pipelined, _hand_async),
-        ("event one-at-a-time", ping_frames, framework_serial, _hand_async),
-        ("rpc one-at-a-time", rpc_frames, framework_serial, _hand_async),
+        ("event pipelined", ping_frames, pipelined, _hand_async),
+        ("event one-at-a-time", ping_frames, one_at_a_time_sans_io, _hand_async),
+        ("rpc one-at-a-time", rpc_frames, one_at_a_time_sans_io, _hand_async),
     ):
         t_hand = _time(lambda frames=frames, hand=hand: hand(frames, []), args.rounds)
         t_fw = _time(lambda frames=frames, fw=fw: fw(build_router(True), frames, []), args.rounds)

@@ -29,11 +29,12 @@ import argparse
 import asyncio
 import json
 import sys
-import time
-from collections.abc import Callable
 from typing import Any
 
 import attrs
+from _drivers import best_of as _best
+from _drivers import one_at_a_time_pumped as serial
+from _drivers import pipelined
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
@@ -129,68 +130,6 @@ def build_router(validator: str, form: str) -> Any:
 
 
 # ------------------------------------------------------------------ drivers
-
-
-class _ListTransport:
-    def __init__(self, out: list[str], done: Callable[[], None]) -> None:
-        self.out = out
-        self.done = done
-        self.expected = 0
-
-    async def send(self, frame: str) -> None:
-        self.out.append(frame)
-        if len(self.out) >= self.expected:
-            self.done()
-
-    async def ping(self) -> None:
-        pass
-
-    async def close(self, code: int, reason: str) -> None:
-        self.done()  # never wait forever on a connection the server closed
-
-
-async def pipelined(router: Any, frames: list[str], out: list[str]) -> None:
-    conn = router.connect()
-    loop = asyncio.get_running_loop()
-    finished = loop.create_future()
-    transport = _ListTransport(out, lambda: finished.done() or finished.set_result(None))
-    transport.expected = len(frames)
-    pump = loop.create_task(conn.pump(transport))
-    await conn.open()
-    for raw in frames:
-        conn.receive(raw)
-    await finished
-    await conn.handle_close(1000, "")
-    await pump
-    if len(out) != len(frames):
-        raise RuntimeError(f"expected {len(frames)} frames, got {len(out)} (closed: {conn.closed})")
-
-
-async def serial(router: Any, frames: list[str], out: list[str]) -> None:
-    conn = router.connect()
-    loop = asyncio.get_running_loop()
-    state: dict[str, Any] = {}
-    transport = _ListTransport(out, lambda: state["f"].done() or state["f"].set_result(None))
-    pump = loop.create_task(conn.pump(transport))
-    await conn.open()
-    for raw in frames:
-        state["f"] = loop.create_future()
-        transport.expected = len(out) + 1
-        conn.receive(raw)
-        await state["f"]
-    await conn.handle_close(1000, "")
-    await pump
-    if len(out) != len(frames):
-        raise RuntimeError(f"expected {len(frames)} frames, got {len(out)} (closed: {conn.closed})")
-
-
-def _best(fn: Callable[[], Any], rounds: int) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def main() -> None:

@@ -13,8 +13,6 @@ The client also raises these core errors (import them from ``wskit.core.errors``
 from __future__ import annotations
 
 import builtins
-from collections.abc import Mapping
-from typing import Any
 
 from wskit.core.errors import RpcError, WskitError
 
@@ -54,17 +52,6 @@ class ServerError(RpcError):
     Raised by a request when the ``ERROR`` carries its correlationId; passed to
     ``on_error`` callbacks (kind ``"server"``) otherwise.
     """
-
-    def __init__(
-        self,
-        code: str,
-        message: str | None = None,
-        details: Mapping[str, Any] | None = None,
-        *,
-        retryable: bool | None = None,
-        retry_after_ms: int | None = None,
-    ) -> None:
-        super().__init__(code, message, details, retryable=retryable, retry_after_ms=retry_after_ms)
 
 
 class ConnectError(WskitError, builtins.ConnectionError):
