@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from wskit.pubsub import MemoryPubSub
-from wskit.pubsub.testing import AdapterConformance, AdapterFactory, InProcessBroker
+from wskit.pubsub.testing import (
+    AdapterConformance,
+    AdapterFactory,
+    DistributedAdapterConformance,
+    InProcessBroker,
+)
 
 
 class TestMemoryPubSubConformance(AdapterConformance):
@@ -14,7 +19,7 @@ class TestMemoryPubSubConformance(AdapterConformance):
         return MemoryPubSub
 
 
-class TestInProcessBrokerConformance(AdapterConformance):
+class TestInProcessBrokerConformance(DistributedAdapterConformance):
     """The suite's distributed half, run against the in-process fake broker
     (keeps the suite itself honest before a real broker adapter uses it)."""
 

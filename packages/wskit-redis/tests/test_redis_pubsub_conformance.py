@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import redis.asyncio as redis
 
-from wskit.pubsub.testing import AdapterConformance, AdapterFactory
+from wskit.pubsub.testing import AdapterFactory, DistributedAdapterConformance
 from wskit.redis import redis_pubsub
 
 
-class TestRedisPubSubConformance(AdapterConformance):
+class TestRedisPubSubConformance(DistributedAdapterConformance):
     @pytest.fixture
     def make_adapter(self, redis_client: redis.Redis) -> AdapterFactory:
         # Every call is a new "server instance" on the same Redis.
