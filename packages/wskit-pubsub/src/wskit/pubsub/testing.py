@@ -2,25 +2,26 @@
 
 Requires pytest (and pytest-asyncio in ``asyncio_mode = "auto"``, or mark the
 subclass yourself). Run the suite against any adapter by subclassing
-:class:`AdapterConformance` in a test module (the class name must start with
-``Test``) and overriding the ``make_adapter`` fixture with a factory: every
-call returns a *new* adapter instance on the *same* backend (for a broker,
-two calls stand for two server instances)::
+:class:`AdapterConformance` (local adapters) or
+:class:`DistributedAdapterConformance` (adapters with ``start``, backed by a
+broker) in a test module (the class name must start with ``Test``) and
+overriding the ``make_adapter`` fixture with a factory: every call returns a
+*new* adapter instance on the *same* backend (for a broker, two calls stand for
+two server instances)::
 
     import pytest
-    from wskit.pubsub.testing import AdapterConformance
+    from wskit.pubsub.testing import DistributedAdapterConformance
     from wskit.redis import redis_pubsub
 
-    class TestRedisPubSubConformance(AdapterConformance):
+    class TestRedisPubSubConformance(DistributedAdapterConformance):
         @pytest.fixture
-        def make_adapter(self, redis_url):
-            return lambda: redis_pubsub(redis_url, channel_prefix="conf:")
+        def make_adapter(self, redis_client):  # a redis.asyncio.Redis
+            return lambda: redis_pubsub(redis_client, channel_prefix="conf:")
 
-The suite closes every adapter it created. Adapters with ``start`` are treated
-as distributed: their deliveries are awaited (up to ``delivery_timeout``
-seconds, never by sleeping) and "exactly once" is proven by publishing a
-marker message afterwards on the same topic and channel order. Local adapters
-skip the distributed tests and must report exact counts.
+The suite closes every adapter it created. Distributed adapters' deliveries
+are awaited (up to ``delivery_timeout`` seconds, never by sleeping) and
+"exactly once" is proven by publishing a marker message afterwards on the same
+topic and channel order. Local adapters must report exact counts.
 """
 
 from __future__ import annotations
