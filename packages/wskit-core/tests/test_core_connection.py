@@ -252,3 +252,19 @@ async def test_harness_reports_leaked_timers() -> None:
     with pytest.raises(AssertionError, match="timers leaked"):
         async with h:
             pass
+
+
+async def test_handlers_run_in_a_task_of_their_own() -> None:
+    # Handlers may rely on asyncio.current_task() (asyncio.timeout() does): it must
+    # be the connection's worker, never the adapter's (here: the test's) task.
+    router = create_router()
+    seen: list[Any] = []
+    router.on(define_message("T"), lambda ctx: seen.append(asyncio.current_task()))
+    async with Harness(router) as h:
+        conn = await h.connect()
+        conn.send("T")
+        await h.flush()
+        (task,) = seen
+        assert isinstance(task, asyncio.Task)
+        assert task is not asyncio.current_task()
+        assert task.done()
