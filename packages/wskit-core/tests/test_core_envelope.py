@@ -196,6 +196,7 @@ def test_exports_are_exact_and_unique() -> None:
         "pubsub",
         "router",
         "schema",
+        "validation",
     ]
     union: set[str] = set()
     for name in modules:

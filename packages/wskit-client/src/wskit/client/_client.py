@@ -30,7 +30,6 @@ from wskit.client.auth import AuthOptions, apply_token
 from wskit.client.backoff import ReconnectOptions
 from wskit.client.errors import ConnectError, QueueOverflowError, RequestTimeoutError, StateError
 from wskit.client.retry import RetryPolicy
-from wskit.core._dispatch import validate_envelope
 from wskit.core.clock import Clock, SystemClock
 from wskit.core.envelope import (
     ABORT,
@@ -43,6 +42,7 @@ from wskit.core.envelope import (
 )
 from wskit.core.errors import ConnectionClosedError, ProtocolError, RpcError, ValidationError
 from wskit.core.schema import MessageSchema, RpcSchema
+from wskit.core.validation import validate_envelope
 
 if TYPE_CHECKING:
     from wskit.core.clock import TimerHandle

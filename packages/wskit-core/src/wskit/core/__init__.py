@@ -79,6 +79,7 @@ from wskit.core.schema import (
     define_rpc,
     envelope_json_schema,
 )
+from wskit.core.validation import validate_envelope
 
 __version__ = "0.1.0"
 
@@ -152,4 +153,5 @@ __all__ = [
     "is_standard_error_code",
     "sanitize_details",
     "unknown_root_keys",
+    "validate_envelope",
 ]

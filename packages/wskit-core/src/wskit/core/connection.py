@@ -25,7 +25,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, Protocol, TypeVar, cast
 
-from wskit.core._dispatch import validate_envelope
 from wskit.core.context import CloseContext, MessageContext, OpenContext, RpcContext
 from wskit.core.envelope import (
     ABORT,
@@ -48,6 +47,7 @@ from wskit.core.errors import (
     ValidationError,
     sanitize_details,
 )
+from wskit.core.validation import validate_envelope
 
 if TYPE_CHECKING:
     from wskit.core.clock import TimerHandle

@@ -1,5 +1,9 @@
 """Inbound envelope validation: strict root, reserved-meta stripping, standard
-meta fields, extended meta and payload, with every issue collected."""
+meta fields, extended meta and payload, with every issue collected.
+
+The router validates every inbound frame with :func:`validate_envelope`; the
+client uses it for inbound frames too, so both ends apply the same rules.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ from wskit.core.errors import Issue, ValidationError
 
 if TYPE_CHECKING:
     from wskit.core.schema import MessageSchema
+
+__all__ = ["validate_envelope"]
 
 
 def _is_number(v: Any) -> bool:
