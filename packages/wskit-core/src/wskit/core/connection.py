@@ -365,12 +365,8 @@ class Connection(Generic[D]):
         state = self.state
         if (state != "open" and state != "connecting") or self._close_requested is not None:
             return
-        clock = self.router.clock
-        now = clock.now()
-        self._last_seen = now
-        if self._hb_stale is not None:
-            self._hb_stale.cancel()
-            self._hb_stale = None
+        now = self.router.clock.now()
+        self._seen(now)
         limit = self.max_message_bytes
         size = len(frame)
         if size * 4 > limit and (
@@ -401,36 +397,38 @@ class Connection(Generic[D]):
             if message_type == ABORT:
                 self._abort(item)
                 return
-        self._inbox.append((now, item))
+        self._enqueue(now, item)
+
+    def handle_pong(self) -> None:
+        """The transport saw a pong (or other sign of life)."""
+        self._seen(self.router.clock.now())
+
+    def _seen(self, now: float) -> None:
+        self._last_seen = now
+        if self._hb_stale is not None:
+            self._hb_stale.cancel()
+            self._hb_stale = None
+
+    def _enqueue(self, received_at: float, item: dict[str, Any] | ProtocolError) -> None:
+        self._inbox.append((received_at, item))
         if self._worker is None:
             if self.state == "open":
                 self._start_worker()
         elif self._inbox_waiter is not None and not self._inbox_waiter.done():
             self._inbox_waiter.set_result(None)
 
-    def handle_pong(self) -> None:
-        """The transport saw a pong (or other sign of life)."""
-        self._last_seen = self.router.clock.now()
-        if self._hb_stale is not None:
-            self._hb_stale.cancel()
-            self._hb_stale = None
-
     def _abort(self, obj: dict[str, Any]) -> None:
         meta = obj.get("meta")
         cid = meta.get("correlationId") if type(meta) is dict else None
         if type(cid) is not str:
-            self._inbox.append(
-                (
-                    self.router.clock.now(),
-                    ProtocolError(
-                        ErrorCode.INVALID_ARGUMENT,
-                        "$ws:abort requires meta.correlationId",
-                        message_type=ABORT,
-                    ),
-                )
+            self._enqueue(
+                self.router.clock.now(),
+                ProtocolError(
+                    ErrorCode.INVALID_ARGUMENT,
+                    "$ws:abort requires meta.correlationId",
+                    message_type=ABORT,
+                ),
             )
-            if self._worker is None and self.state == "open":
-                self._start_worker()
             return
         ctx = self._rpcs.get(cid)
         if ctx is not None:
@@ -713,24 +711,18 @@ class Connection(Generic[D]):
         sanitize: bool = False,
     ) -> bool:
         """Queue an ``ERROR``/``RPC_ERROR`` frame with the code's retry metadata."""
-        info = ERROR_CODE_META.get(code)
-        body: dict[str, Any] = {
-            "code": code,
-            "message": message or (info.description if info is not None else code),
-        }
-        if details:
-            clean = sanitize_details(details) if sanitize else dict(details)
-            if clean:
-                body["details"] = clean
-        if retry_after_ms is _UNSET:
-            if info is not None and info.suggest_backoff_ms is not None:
-                body["retryAfterMs"] = info.suggest_backoff_ms
-        elif info is None or info.retry_after != "forbidden":
-            body["retryAfterMs"] = retry_after_ms
-        if retryable is not None:
-            body["retryable"] = retryable
-        meta = {"correlationId": correlation_id} if correlation_id is not None else {}
-        return self.send_frame(encode_envelope(kind, meta, body, has_payload=True))
+        return self.send_frame(
+            _error_frame(
+                kind,
+                code,
+                message,
+                details,
+                retryable=retryable,
+                retry_after_ms=retry_after_ms,
+                correlation_id=correlation_id,
+                sanitize=sanitize,
+            )
+        )
 
     def send_frame(self, frame: str) -> bool:
         """Queue a serialized frame; ``False`` if dropped (closed or overflow)."""
@@ -743,16 +735,12 @@ class Connection(Generic[D]):
             and self._direct(frame)
         ):
             return True  # written straight to the socket: FIFO empty, pump asleep
-        size = len(frame) if frame.isascii() else len(frame.encode("utf-8"))
+        size = _frame_size(frame)
         if self._out_bytes + size > self.max_buffered_bytes and self._outbox:
             return self._overflow()
         self._outbox.append(frame)
         self._out_bytes += size
-        waiter = self._out_waiter
-        if waiter is not None:
-            self._out_waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        self._wake()
         return True
 
     def _overflow(self) -> bool:
@@ -770,12 +758,10 @@ class Connection(Generic[D]):
             return False
         if not self._overflow_notified:
             self._overflow_notified = True
-            body = {
-                "code": ErrorCode.RESOURCE_EXHAUSTED,
-                "message": "Outbound buffer full: messages dropped",
-                "retryAfterMs": ERROR_CODE_META[ErrorCode.RESOURCE_EXHAUSTED].suggest_backoff_ms,
-            }
-            frame = encode_envelope(ERROR, {}, body, has_payload=True)
+            # Past the bound on purpose: one small frame tells the client what it lost.
+            frame = _error_frame(
+                ERROR, ErrorCode.RESOURCE_EXHAUSTED, "Outbound buffer full: messages dropped"
+            )
             self._outbox.append(frame)
             self._out_bytes += _frame_size(frame)
             self._wake()
@@ -787,7 +773,7 @@ class Connection(Generic[D]):
             return None
         item = self._outbox.popleft()
         if type(item) is str:
-            self._out_bytes -= len(item) if item.isascii() else len(item.encode("utf-8"))
+            self._out_bytes -= _frame_size(item)
             if not self._outbox:
                 self._out_bytes = 0
                 self._overflow_notified = False
@@ -835,9 +821,7 @@ class Connection(Generic[D]):
             if not self._pump_interrupted or close is None:
                 raise
             self._pump_interrupted = False
-            task = asyncio.current_task()
-            if task is not None and hasattr(task, "uncancel"):
-                task.uncancel()
+            _uncancel()
             await transport.close(close.code, close.reason)
         finally:
             self._pump_task = None
@@ -919,6 +903,38 @@ class Connection(Generic[D]):
             if not pending:
                 return
             await asyncio.wait(pending)
+
+
+def _error_frame(
+    kind: str,
+    code: str,
+    message: str | None = None,
+    details: Mapping[str, Any] | None = None,
+    *,
+    retryable: bool | None = None,
+    retry_after_ms: int | None = _UNSET,
+    correlation_id: str | None = None,
+    sanitize: bool = False,
+) -> str:
+    """An ``ERROR``/``RPC_ERROR`` frame with the code's retry metadata."""
+    info = ERROR_CODE_META.get(code)
+    body: dict[str, Any] = {
+        "code": code,
+        "message": message or (info.description if info is not None else code),
+    }
+    if details:
+        clean = sanitize_details(details) if sanitize else dict(details)
+        if clean:
+            body["details"] = clean
+    if retry_after_ms is _UNSET:
+        if info is not None and info.suggest_backoff_ms is not None:
+            body["retryAfterMs"] = info.suggest_backoff_ms
+    elif info is None or info.retry_after != "forbidden":
+        body["retryAfterMs"] = retry_after_ms
+    if retryable is not None:
+        body["retryable"] = retryable
+    meta = {"correlationId": correlation_id} if correlation_id is not None else {}
+    return encode_envelope(kind, meta, body, has_payload=True)
 
 
 def _uncancel() -> None:

@@ -229,13 +229,7 @@ class RpcContext(MessageContext[P, D], Generic[P, R, D]):
         received_at: float,
         correlation_id: str,
     ) -> None:
-        # Inlined MessageContext.__init__ (hot path).
-        self.connection = connection
-        self.schema = schema
-        self.type = schema.type
-        self.payload = payload
-        self.meta = meta
-        self.received_at = received_at
+        super().__init__(connection, schema, payload, meta, received_at)
         self.correlation_id = correlation_id
         self.terminal = False
         timeout = meta.get("timeoutMs")

@@ -99,30 +99,24 @@ class PydanticCodec(Generic[M]):
             raise ValidationError("Validation failed", _issues(exc)) from None
 
     def encode(self, value: Any, *, validate: bool) -> Any:
-        if type(value) is dict:  # the common case first: a plain mapping from a handler
-            if not validate:
-                return value
-            try:
-                obj = self._validate_python(value)
-            except pydantic.ValidationError as exc:
-                raise ValidationError("Outbound validation failed", _issues(exc)) from None
-            return self._dump(obj, mode="json", by_alias=True)
-        model = self.model
-        if isinstance(value, model):
-            return self._dump(value, mode="json", by_alias=True)
-        if isinstance(value, BaseModel):
-            raise ValidationError(
-                "Outbound validation failed",
-                [Issue([], f"Expected {model.__name__}, got {type(value).__name__}")],
-            )
-        if not isinstance(value, Mapping):
-            raise ValidationError(
-                "Outbound validation failed", [Issue([], "Expected an object or a model")]
-            )
+        if type(value) is not dict:  # a plain dict from a handler is the common case
+            model = self.model
+            if isinstance(value, model):
+                return self._dump(value, mode="json", by_alias=True)
+            if isinstance(value, BaseModel):
+                raise ValidationError(
+                    "Outbound validation failed",
+                    [Issue([], f"Expected {model.__name__}, got {type(value).__name__}")],
+                )
+            if not isinstance(value, Mapping):
+                raise ValidationError(
+                    "Outbound validation failed", [Issue([], "Expected an object or a model")]
+                )
+            value = dict(value)
         if not validate:
-            return dict(value)
+            return value
         try:
-            obj = self._validate_python(dict(value))
+            obj = self._validate_python(value)
         except pydantic.ValidationError as exc:
             raise ValidationError("Outbound validation failed", _issues(exc)) from None
         return self._dump(obj, mode="json", by_alias=True)
