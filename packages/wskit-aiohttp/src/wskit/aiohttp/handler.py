@@ -76,6 +76,12 @@ def _encoded(frame: str) -> bytes:
     return data
 
 
+def _room_for(transport: Any, frame: str) -> bool:
+    """An uncompressed send of ``frame`` cannot reach the drain wait: the socket
+    buffer stays under a quarter of its 64 KiB high-water mark."""
+    return bool(transport.get_write_buffer_size() + 4 * len(frame) < _FAST_SEND_BYTES)
+
+
 def _sync_writer(ws: web.WebSocketResponse) -> Any:
     """aiohttp's frame writer if it has the synchronous internals we rely on
     (checked once per connection), else ``False``."""
@@ -154,9 +160,8 @@ class AiohttpTransport:
             writer = self._writer = _sync_writer(self._ws)
         if writer is False:
             return self._send_str_now(frame)
-        sock = writer.transport
-        if sock.get_write_buffer_size() + 4 * len(frame) >= _FAST_SEND_BYTES or writer._closing:
-            return False  # may block (the pump's path), or closing (the pump raises)
+        if writer._closing or not _room_for(writer.transport, frame):
+            return False  # closing (the pump raises), or may block (the pump's path)
         data = _encoded(frame)
         try:
             writer._write_websocket_frame(data, _TEXT, 0)
@@ -186,9 +191,7 @@ class AiohttpTransport:
         if self._compress:
             return False
         transport = self._request.transport
-        return transport is not None and (
-            transport.get_write_buffer_size() + 4 * len(frame) < _FAST_SEND_BYTES
-        )
+        return transport is not None and _room_for(transport, frame)
 
     def _send_timed_out(self) -> None:
         _log.info("wskit: send blocked for %ss (peer not reading): aborting", self._send_timeout)
