@@ -62,6 +62,7 @@ async def test_send_validates_outbound_by_default(app: Any) -> None:
         assert isinstance(err, OutboundValidationError)
         assert err.message_type == "PONG"
         assert [i["path"] for i in err.issues] == [["reply"]]
+        assert len(h.take_reported()) == 1
 
 
 async def test_outbound_validation_can_be_switched_off(validator: Any) -> None:
@@ -301,7 +302,8 @@ async def test_reply_and_progress_are_validated_against_the_response(app: Any) -
         with pytest.raises(RpcError) as exc_info:
             await conn.request(app.GetUser, {"userId": "u1"})
         assert exc_info.value.code == "INTERNAL"
-        assert isinstance(h.reported[0].error, OutboundValidationError)
+        reported = h.take_reported()
+        assert isinstance(reported[0].error, OutboundValidationError)
 
 
 async def test_context_fields(app: Any) -> None:
@@ -436,7 +438,8 @@ async def test_next_called_twice_is_an_error(app: Any) -> None:
         await h.flush()
         assert calls == [1]
         assert conn.error_codes == ["INTERNAL"]
-        assert str(h.reported[0].error) == "next() called multiple times"
+        reported = h.take_reported()
+        assert str(reported[0].error) == "next() called multiple times"
 
 
 async def test_open_and_close_hooks(app: Any) -> None:
@@ -487,8 +490,9 @@ async def test_on_open_failure_closes_1011_and_reports(app: Any) -> None:
     async with Harness(app.router) as h:
         conn = await h.connect()
         assert conn.server_close == (1011, "Internal error")
-        assert h.reported[0].info.message_type == "$ws:open"
-        assert isinstance(h.reported[0].error, RuntimeError)
+        reported = h.take_reported()
+        assert reported[0].info.message_type == "$ws:open"
+        assert isinstance(reported[0].error, RuntimeError)
 
 
 async def test_on_close_failure_is_reported_and_others_still_run(app: Any) -> None:
@@ -503,7 +507,8 @@ async def test_on_close_failure_is_reported_and_others_still_run(app: Any) -> No
         conn = await h.connect()
         await conn.close()
         assert ran == ["second"]
-        assert h.reported[0].info.message_type == "$ws:close"
+        reported = h.take_reported()
+        assert reported[0].info.message_type == "$ws:close"
 
 
 async def test_error_hooks_run_in_order_and_survive_failures(app: Any) -> None:

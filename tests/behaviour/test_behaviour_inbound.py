@@ -321,6 +321,7 @@ async def test_handler_exception_is_internal_without_leaking_text(app: Any) -> N
         ]
         assert "secret" not in conn.raw_frames[0]
         ((err, info),) = hook_calls
+        assert [r.error for r in h.take_reported()] == [err]
         assert isinstance(err, KeyError)
         assert info.message_type == "PING"
         assert info.client_id == conn.client_id
@@ -350,6 +351,7 @@ async def test_debug_mode_shows_exception_text(app_factory: Any) -> None:
         assert conn.errors == [
             {"code": "INTERNAL", "message": "ValueError: boom", "retryAfterMs": 200}
         ]
+        assert [type(r.error) for r in h.take_reported()] == [ValueError]
 
 
 async def test_middleware_exception_is_internal(app: Any) -> None:
@@ -370,8 +372,9 @@ async def test_middleware_exception_is_internal(app: Any) -> None:
         assert calls == []
         assert conn.frames[0]["type"] == "RPC_ERROR"
         assert conn.frames[0]["meta"] == {"correlationId": call.correlation_id}
-        assert h.reported_codes == [None]
-        assert isinstance(h.reported[0].error, RuntimeError)
+        reported = h.take_reported()
+        assert [r.code for r in reported] == [None]
+        assert isinstance(reported[0].error, RuntimeError)
 
 
 async def test_raised_rpc_error_keeps_its_code(app: Any) -> None:
@@ -408,7 +411,7 @@ async def test_rpc_handler_without_reply_is_internal(app: Any) -> None:
         assert exc_info.value.code == "INTERNAL"
         assert exc_info.value.message == "handler completed without a reply"
         assert call.progress == [{"name": "working"}]
-        assert h.reported_codes == ["INTERNAL"]
+        assert [r.code for r in h.take_reported()] == ["INTERNAL"]
 
 
 async def test_abort_cancels_running_rpc_and_silences_it(app: Any) -> None:

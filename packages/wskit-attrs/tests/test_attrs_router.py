@@ -105,6 +105,7 @@ async def test_outbound_validation_is_on_by_default_and_can_be_switched_off() ->
             else:
                 assert conn.error_codes == [expected]
                 assert conn.payloads(JoinedMsg) == []
+                assert len(h.take_reported()) == 1
 
 
 async def test_outbound_attrs_validators_apply() -> None:
@@ -119,7 +120,7 @@ async def test_outbound_attrs_validators_apply() -> None:
         conn.send(Join, {"roomId": "r", "members": []})
         await h.flush()
         assert conn.error_codes == ["INTERNAL"]
-        assert "size" in str(h.reported[0].error)
+        assert "size" in str(h.take_reported()[0].error)
 
 
 def test_plugin_is_required_and_idempotent() -> None:

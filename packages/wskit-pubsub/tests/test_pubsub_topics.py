@@ -240,7 +240,7 @@ async def test_hook_failure_is_reported_and_not_rolled_back() -> None:
         await topics_of(router, conn).subscribe("room:1")
         await h.flush()
         assert conn.subscriptions == ["room:1"]
-        assert [str(r.error) for r in h.reported] == ["hook bug"]
+        assert [str(r.error) for r in h.take_reported()] == ["hook bug"]
 
 
 # ------------------------------------------------------------ topic rules

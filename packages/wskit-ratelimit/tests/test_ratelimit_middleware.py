@@ -244,7 +244,7 @@ async def test_limiter_failure_is_internal_and_reported() -> None:
         await h.flush()
         assert conn.error_codes == ["INTERNAL"]
         assert "backend down" not in conn.raw_frames[0]
-        assert [type(r.error) for r in h.reported] == [ConnectionError]
+        assert [type(r.error) for r in h.take_reported()] == [ConnectionError]
 
 
 def test_rate_limit_needs_a_limiter() -> None:

@@ -114,7 +114,7 @@ async def test_redis_down_raises_and_middleware_answers_internal(
             conn.send(Ping, {})
             await settle(h, conn)
             assert conn.error_codes == ["INTERNAL"]
-            assert [r.code for r in h.reported] == [None]
+            assert [r.code for r in h.take_reported()] == [None]
     finally:
         await client.aclose()
 

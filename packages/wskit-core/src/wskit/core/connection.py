@@ -6,12 +6,19 @@ An adapter (``wskit.aiohttp``, the test harness) creates a connection with
 1. ``await conn.open()`` (runs ``on_open`` hooks; ``False`` means it was refused),
 2. runs ``await conn.pump(transport)`` in a task: it writes the outbound FIFO
    to the socket (frames, pings and the final close),
-3. hands every inbound frame to ``conn.receive(frame)`` (synchronous), and
+3. hands every inbound frame to ``conn.receive(frame)`` (synchronous); when it
+   returns ``False`` the inbound queue is full and the adapter stops reading
+   from the socket until ``await conn.inbound_room()`` returns (so a client
+   that sends faster than its handlers run is slowed down by TCP itself),
 4. calls ``await conn.handle_close(code, reason)`` once the socket is closed.
 
 Inbound frames of one connection are handled in arrival order, one at a time
 (``max_concurrency`` on the router allows more). ``$ws:abort`` and
 ``__heartbeat`` are handled as they arrive, so an abort reaches a running RPC.
+
+The pieces live in their own modules: :mod:`wskit.core._dispatch` (the worker
+and the failure boundary of each frame), :mod:`wskit.core._outbox` (the
+outbound FIFO, its bound and the pump) and :mod:`wskit.core._heartbeat`.
 """
 
 from __future__ import annotations
@@ -19,40 +26,38 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Generic, Literal, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, Generic, Literal, Protocol, TypeVar
 
+from wskit.core._dispatch import abort_queued, run_worker
+from wskit.core._heartbeat import Heartbeat
+from wskit.core._outbox import OutboundItem, Outbox
 from wskit.core.context import CloseContext, MessageContext, OpenContext, RpcContext
 from wskit.core.envelope import (
     ABORT,
     ERROR,
     HEARTBEAT,
     HEARTBEAT_ACK,
-    RPC_ERROR,
     decode_frame,
     encode_envelope,
-    is_reserved_type,
+    encode_error,
 )
 from wskit.core.errors import (
     _UNSET,
-    ERROR_CODE_META,
     CloseError,
     ErrorCode,
     OutboundValidationError,
     ProtocolError,
-    RpcError,
     ValidationError,
-    sanitize_details,
 )
-from wskit.core.validation import validate_envelope
 
 if TYPE_CHECKING:
-    from wskit.core.clock import TimerHandle
-    from wskit.core.router import Route, Router
-    from wskit.core.schema import MessageSchema, RpcSchema
+    from wskit.core.router import Router
+    from wskit.core.schema import MessageSchema
 
 __all__ = [
     "Connection",
@@ -70,6 +75,9 @@ _log = logging.getLogger("wskit.core")
 ConnectionState = Literal["connecting", "open", "closing", "closed"]
 OverflowPolicy = Literal["close", "drop"]
 
+#: A queued inbound frame: the decoded envelope, or the error that answers it.
+InboundItem = dict[str, Any] | ProtocolError
+
 _OUT_META_DROP: Final = frozenset({"type", "correlationId", "clientId", "receivedAt"})
 
 #: Close codes used by the core.
@@ -85,11 +93,23 @@ class HeartbeatOptions:
     Every ``interval_ms`` without inbound traffic the transport sends a ping;
     with no pong or frame within ``timeout_ms`` the connection is stale:
     ``on_stale(connection)`` runs and the connection is closed with 1011.
+    Both must be positive, finite numbers of milliseconds.
     """
 
     interval_ms: float = 30_000
     timeout_ms: float = 5_000
     on_stale: Callable[[Connection[Any]], Any] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("interval_ms", "timeout_ms"):
+            value = getattr(self, name)
+            if not _positive_number(value):
+                raise ValueError(
+                    f"HeartbeatOptions.{name} must be a positive, finite number of "
+                    f"milliseconds, not {value!r}"
+                )
+        if self.on_stale is not None and not callable(self.on_stale):
+            raise TypeError(f"HeartbeatOptions.on_stale must be callable, not {self.on_stale!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,47 +146,18 @@ class Transport(Protocol):
     async def close(self, code: int, reason: str) -> None: ...
 
 
-class _Ping:
-    __slots__ = ()
-
-
-class _Close:
-    __slots__ = ("code", "reason")
-
-    def __init__(self, code: int, reason: str) -> None:
-        self.code = code
-        self.reason = reason
-
-
-_PING: Final = _Ping()
-
-OutboundItem = str | _Ping | _Close
-
-
-def _frame_size(frame: str) -> int:
-    return len(frame) if frame.isascii() else len(frame.encode("utf-8"))
-
-
 class Connection(Generic[D]):
     """Router-side state of one connection. Create with ``router.connect()``."""
 
     __slots__ = (
         "_background",
-        "_close_requested",
         "_closing",
-        "_direct",
-        "_hb_stale",
-        "_hb_timer",
+        "_hb",
         "_inbox",
+        "_inbox_bytes",
         "_inbox_waiter",
-        "_last_seen",
-        "_out_bytes",
-        "_out_waiter",
-        "_outbox",
-        "_overflow_notified",
-        "_pump_idle",
-        "_pump_interrupted",
-        "_pump_task",
+        "_out",
+        "_room_waiter",
         "_rpcs",
         "_worker",
         "client_id",
@@ -177,7 +168,8 @@ class Connection(Generic[D]):
         "extensions",
         "headers",
         "heartbeat",
-        "max_buffered_bytes",
+        "max_inbound_bytes",
+        "max_inbound_messages",
         "max_message_bytes",
         "overflow",
         "router",
@@ -195,6 +187,8 @@ class Connection(Generic[D]):
         max_buffered_bytes: int,
         overflow: OverflowPolicy,
         heartbeat: HeartbeatOptions | None,
+        max_inbound_messages: int | None = None,
+        max_inbound_bytes: int | None = None,
     ) -> None:
         if overflow not in ("close", "drop"):
             raise ValueError(f"overflow must be 'close' or 'drop', not {overflow!r}")
@@ -203,7 +197,8 @@ class Connection(Generic[D]):
         self.client_id = client_id or str(uuid.uuid4())
         self.headers: Mapping[str, str] = dict(headers or {})
         self.max_message_bytes = max_message_bytes
-        self.max_buffered_bytes = max_buffered_bytes
+        self.max_inbound_messages = max_inbound_messages or router.max_inbound_messages
+        self.max_inbound_bytes = max_inbound_bytes or router.max_inbound_bytes
         self.overflow: OverflowPolicy = overflow
         self.heartbeat = heartbeat
         self.state: ConnectionState = "connecting"
@@ -211,24 +206,16 @@ class Connection(Generic[D]):
         self.close_code: int | None = None
         self.close_reason = ""
         self.extensions: dict[str, Any] = {}
-        self._inbox: deque[tuple[float, dict[str, Any] | ProtocolError]] = deque()
-        self._worker: asyncio.Task[None] | None = None
+        self._inbox: deque[tuple[float, InboundItem, int]] = deque()
+        self._inbox_bytes = 0
         self._inbox_waiter: asyncio.Future[None] | None = None
-        self._outbox: deque[OutboundItem] = deque()
-        self._out_bytes = 0
-        self._out_waiter: asyncio.Future[None] | None = None
-        self._overflow_notified = False
-        self._pump_task: asyncio.Task[Any] | None = None
-        self._pump_interrupted = False
-        self._pump_idle = False
-        self._direct: Callable[[str], bool] | None = None
+        self._room_waiter: asyncio.Future[None] | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._out = Outbox(max_buffered_bytes)
+        self._hb: Heartbeat | None = None
         self._rpcs: dict[str, RpcContext[Any, Any, D]] = {}
         self._background: set[asyncio.Task[Any]] = set()
-        self._close_requested: _Close | None = None
         self._closing: asyncio.Task[None] | None = None
-        self._hb_timer: TimerHandle | None = None
-        self._hb_stale: TimerHandle | None = None
-        self._last_seen = self.connected_at
 
     # ------------------------------------------------------------------ data
 
@@ -245,13 +232,22 @@ class Connection(Generic[D]):
     @property
     def buffered_bytes(self) -> int:
         """Bytes of outbound frames waiting in this connection's FIFO."""
-        return self._out_bytes
+        return self._out.buffered_bytes
+
+    @property
+    def max_buffered_bytes(self) -> int:
+        """The bound of the outbound FIFO (see the ``overflow`` policy)."""
+        return self._out.max_bytes
 
     @property
     def close_requested(self) -> tuple[int, str] | None:
         """``(code, reason)`` once the router asked for the socket to be closed."""
-        c = self._close_requested
+        c = self._out.closing
         return (c.code, c.reason) if c is not None else None
+
+    @property
+    def closed(self) -> bool:
+        return self.state == "closed"
 
     def __repr__(self) -> str:
         return f"<Connection {self.client_id} {self.state}>"
@@ -280,11 +276,12 @@ class Connection(Generic[D]):
             await self._report(exc, "$ws:open", None)
             self.request_close(CLOSE_INTERNAL_ERROR, "Internal error")
             return False
-        if self._close_requested is not None:
+        if self._out.closing is not None:
             return False
         self.state = "open"
         if self.heartbeat is not None:
-            self._hb_schedule()
+            self._hb = Heartbeat(self, self.heartbeat)
+            self._hb.start()
         if self._inbox and self._worker is None:
             self._start_worker()
         return True
@@ -294,18 +291,10 @@ class Connection(Generic[D]):
         (or at once with ``discard``: queued frames are dropped and a pump stuck
         writing to a peer that stopped reading is interrupted). Inbound frames are
         ignored from now on."""
-        if self._close_requested is not None or self.state == "closed":
+        if self._out.closing is not None or self.state == "closed":
             return
-        if discard:
-            self._outbox.clear()
-            self._out_bytes = 0
-        self._close_requested = close = _Close(code, reason)
-        self._outbox.append(close)
-        self._wake()
-        pump = self._pump_task
-        if discard and pump is not None and not pump.done() and pump is not asyncio.current_task():
-            self._pump_interrupted = True
-            pump.cancel()
+        self._out.close(code, reason, discard=discard)
+        self._wake_reader()
 
     async def handle_close(self, code: int | None = None, reason: str = "") -> None:
         """Tell the router the socket is closed. Idempotent; awaits the cleanup.
@@ -324,7 +313,10 @@ class Connection(Generic[D]):
         self.close_code = code
         self.close_reason = reason
         self._inbox.clear()
-        self._hb_cancel()
+        self._inbox_bytes = 0
+        self._wake_reader()
+        if self._hb is not None:
+            self._hb.stop()
         for ctx in list(self._rpcs.values()):
             ctx._cancel("disconnect")
         worker = self._worker
@@ -349,29 +341,29 @@ class Connection(Generic[D]):
         if self._background:
             await asyncio.wait(tuple(self._background))
         self.state = "closed"
-        self._outbox.clear()
-        self._out_bytes = 0
+        self._out.clear()
         router._connections.pop(self.client_id, None)
-        self._wake()
-
-    @property
-    def closed(self) -> bool:
-        return self.state == "closed"
+        self._out.wake()
 
     # --------------------------------------------------------------- inbound
 
-    def receive(self, frame: str | bytes | bytearray | memoryview) -> None:
-        """Hand one inbound frame to the router (never raises, never blocks)."""
+    def receive(self, frame: str | bytes | bytearray | memoryview) -> bool:
+        """Hand one inbound frame to the router. Never raises, never blocks.
+
+        Returns ``False`` when the inbound queue is full (more than
+        ``max_inbound_messages`` frames or ``max_inbound_bytes`` bytes waiting for
+        their handlers): the adapter should stop reading from the socket until
+        :meth:`inbound_room` returns. Frames handed over anyway are still queued.
+        """
         state = self.state
-        if (state != "open" and state != "connecting") or self._close_requested is not None:
-            return
+        if (state != "open" and state != "connecting") or self._out.closing is not None:
+            return True
         now = self.router.clock.now()
-        self._seen(now)
+        if self._hb is not None:
+            self._hb.seen(now)
         limit = self.max_message_bytes
         size = len(frame)
-        if size * 4 > limit and (
-            size > limit or (isinstance(frame, str) and len(frame.encode("utf-8")) > limit)
-        ):
+        if size * 4 > limit and _over_limit(frame, size, limit):
             self._spawn(
                 self._report(
                     ProtocolError(
@@ -383,71 +375,103 @@ class Connection(Generic[D]):
                 )
             )
             self.request_close(CLOSE_MESSAGE_TOO_BIG, "Message too big")
-            return
-        item: dict[str, Any] | ProtocolError
+            return True
+        item: InboundItem
         try:
             item = decode_frame(frame)
         except ProtocolError as exc:
             item = exc
+        except Exception as exc:  # decode_frame should only raise ProtocolError
+            item = ProtocolError(ErrorCode.INVALID_ARGUMENT, "Invalid message: not decodable")
+            item.__cause__ = exc
         else:
             message_type = item["type"]
             if message_type == HEARTBEAT:
                 self.send_frame(encode_envelope(HEARTBEAT_ACK, {"ts": int(now)}))
-                return
+                return True
             if message_type == ABORT:
                 self._abort(item)
-                return
-        self._enqueue(now, item)
+                return True
+        return self._enqueue(now, item, size)
 
-    def handle_pong(self) -> None:
-        """The transport saw a pong (or other sign of life)."""
-        self._seen(self.router.clock.now())
-
-    def _seen(self, now: float) -> None:
-        self._last_seen = now
-        if self._hb_stale is not None:
-            self._hb_stale.cancel()
-            self._hb_stale = None
-
-    def _enqueue(self, received_at: float, item: dict[str, Any] | ProtocolError) -> None:
-        self._inbox.append((received_at, item))
+    def _enqueue(self, received_at: float, item: InboundItem, size: int) -> bool:
+        inbox = self._inbox
+        inbox.append((received_at, item, size))
+        self._inbox_bytes += size
         if self._worker is None:
             if self.state == "open":
                 self._start_worker()
-        elif self._inbox_waiter is not None and not self._inbox_waiter.done():
-            self._inbox_waiter.set_result(None)
+        else:
+            waiter = self._inbox_waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        return len(inbox) < self.max_inbound_messages and self._inbox_bytes < self.max_inbound_bytes
+
+    @property
+    def inbound_full(self) -> bool:
+        """The inbound queue is at its bound (the adapter should pause reading)."""
+        return (
+            len(self._inbox) >= self.max_inbound_messages
+            or self._inbox_bytes >= self.max_inbound_bytes
+        )
+
+    async def inbound_room(self) -> None:
+        """Wait until the inbound queue has drained to half its bound, or the
+        connection is closing (then the adapter reads on, to see the close)."""
+        while self._inbound_backlogged() and self.state in ("connecting", "open"):
+            if self._out.closing is not None:
+                return
+            waiter = self._room_waiter
+            if waiter is None or waiter.done():
+                waiter = self._room_waiter = asyncio.get_running_loop().create_future()
+            await waiter
+
+    def _inbound_backlogged(self) -> bool:
+        return (
+            len(self._inbox) * 2 > self.max_inbound_messages
+            or self._inbox_bytes * 2 > self.max_inbound_bytes
+        )
+
+    def _take_inbound(self) -> tuple[float, InboundItem]:
+        received_at, item, size = self._inbox.popleft()
+        self._inbox_bytes -= size
+        if self._room_waiter is not None and not self._inbound_backlogged():
+            self._wake_reader()
+        return received_at, item
+
+    def _wake_reader(self) -> None:
+        waiter = self._room_waiter
+        if waiter is not None:
+            self._room_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def handle_pong(self) -> None:
+        """The transport saw a pong (or other sign of life)."""
+        if self._hb is not None:
+            self._hb.seen(self.router.clock.now())
 
     def _abort(self, obj: dict[str, Any]) -> None:
         meta = obj.get("meta")
         cid = meta.get("correlationId") if type(meta) is dict else None
+        now = self.router.clock.now()
         if type(cid) is not str:
-            self._enqueue(
-                self.router.clock.now(),
-                ProtocolError(
-                    ErrorCode.INVALID_ARGUMENT,
-                    "$ws:abort requires meta.correlationId",
-                    message_type=ABORT,
-                ),
+            err = ProtocolError(
+                ErrorCode.INVALID_ARGUMENT,
+                "$ws:abort requires meta.correlationId",
+                message_type=ABORT,
             )
+            self._enqueue(now, err, 0)
             return
         ctx = self._rpcs.get(cid)
         if ctx is not None:
             ctx._cancel("client-abort")
-        else:
-            # Not started yet: drop it from the queue so it never runs.
-            for entry in self._inbox:
-                queued = entry[1]
-                if isinstance(queued, dict):
-                    qmeta = queued.get("meta")
-                    if type(qmeta) is dict and qmeta.get("correlationId") == cid:
-                        self._inbox.remove(entry)
-                        break
-            else:
-                return
+        elif not abort_queued(self, cid):
+            return
         self._spawn(
             self._report(
                 ProtocolError(ErrorCode.CANCELLED, "RPC cancelled by the client"),
-                obj.get("type"),
+                ABORT,
                 ctx,
             )
         )
@@ -455,201 +479,18 @@ class Connection(Generic[D]):
     def _start_worker(self) -> None:
         # A plain task, not an eager one (3.12+): measured end to end over aiohttp,
         # eager start cost more server CPU per round trip than it saved.
-        self._worker = asyncio.get_running_loop().create_task(self._work())
+        self._worker = worker = asyncio.get_running_loop().create_task(run_worker(self))
+        worker.add_done_callback(self._worker_done)
 
-    async def _work(self) -> None:
-        inbox = self._inbox
-        router = self.router
-        try:
-            if router.max_concurrency == 1:
-                while inbox and self.state == "open":
-                    received_at, item = inbox.popleft()
-                    await self._dispatch(received_at, item)
-            else:
-                await self._work_concurrently(router.max_concurrency)
-        finally:
+    def _worker_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        self._crashed(task)
+        if self._worker is task:
             self._worker = None
-
-    async def _work_concurrently(self, limit: int) -> None:
-        inbox = self._inbox
-        running: set[asyncio.Task[None]] = set()
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                while inbox and self.state == "open" and len(running) < limit:
-                    received_at, item = inbox.popleft()
-                    running.add(loop.create_task(self._dispatch(received_at, item)))
-                if not running:
-                    return
-                # Wake on a finished handler, or on a new frame while below the limit.
-                arrival: asyncio.Future[None] = loop.create_future()
-                self._inbox_waiter = arrival
-                waiting: set[asyncio.Future[Any]] = {*running}
-                if len(running) < limit:
-                    waiting.add(arrival)
-                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                self._inbox_waiter = None
-                running = {t for t in running if not t.done()}
-        finally:
-            self._inbox_waiter = None
-            if running:
-                await asyncio.wait(running)
-
-    async def _dispatch(self, received_at: float, item: dict[str, Any] | ProtocolError) -> None:
-        if type(item) is not dict:
-            assert isinstance(item, ProtocolError)
-            self.send_error(ERROR, item.code, item.message, item.details)
-            await self._report(item, item.message_type, None)
-            return
-        router = self.router
-        message_type: str = item["type"]
-        route = router._routes.get(message_type)
-        if route is None:
-            await self._no_route(item, message_type)
-            return
-        schema = route.schema
-        try:
-            payload, meta = validate_envelope(schema, item)
-        except ValidationError as exc:
-            cid = _correlation_id(item)
-            kind = RPC_ERROR if (route.is_rpc and cid is not None) else ERROR
-            self.send_error(kind, exc.code, exc.message, exc.details, correlation_id=cid)
-            await self._report(exc, message_type, None)
-            return
-        chain = route.chain if route.chain is not None else router._build_chain(route)
-        if not route.is_rpc:
-            ctx: MessageContext[Any, D] = MessageContext(self, schema, payload, meta, received_at)
-            try:
-                await chain(ctx)
-            except Exception as exc:
-                self._send_handler_error(ERROR, exc, meta.get("correlationId"))
-                await self._report(exc, message_type, ctx)
-            return
-        await self._dispatch_rpc(route, chain, payload, meta, received_at)
-
-    async def _dispatch_rpc(
-        self,
-        route: Route[D],
-        chain: Callable[[Any], Any],
-        payload: Any,
-        meta: dict[str, Any],
-        received_at: float,
-    ) -> None:
-        message_type = route.schema.type
-        cid = meta.get("correlationId")
-        if cid is None:
-            exc = ValidationError(
-                "RPC requests need meta.correlationId",
-                [{"path": ["meta", "correlationId"], "message": "Required for RPC requests"}],
-            )
-            self.send_error(ERROR, exc.code, exc.message, exc.details)
-            await self._report(exc, message_type, None)
-            return
-        if cid in self._rpcs:
-            dup = ProtocolError(
-                ErrorCode.ALREADY_EXISTS,
-                "An RPC with this correlationId is already in flight",
-                message_type=message_type,
-            )
-            self.send_error(RPC_ERROR, dup.code, dup.message, correlation_id=cid)
-            await self._report(dup, message_type, None)
-            return
-        schema = cast("RpcSchema[Any, Any]", route.schema)
-        ctx: RpcContext[Any, Any, D] = RpcContext(self, schema, payload, meta, received_at, cid)
-        self._rpcs[cid] = ctx
-        clock = self.router.clock
-        if ctx.deadline is not None:
-            ctx._timer = clock.call_later(ctx.deadline - clock.now(), lambda: self._expire(ctx))
-        # The handler runs in this task; an abort or deadline cancels the task,
-        # and the CancelledError is absorbed here (see RpcContext._cancel).
-        ctx._task = asyncio.current_task()
-        failure: Exception | None = None
-        try:
-            await chain(ctx)
-        except asyncio.CancelledError:
-            if not ctx._task_cancelled:  # cancelled from outside: the server is going away
-                ctx._detach(self._rpcs)
-                ctx._cancel("disconnect")
-                raise
-        except Exception as exc:
-            failure = exc
-        finally:
-            ctx._detach(self._rpcs)
-        if ctx._task_cancelled:
-            _uncancel()
-            return
-        if failure is not None:
-            if not ctx.terminal:
-                ctx.terminal = True
-                self._send_handler_error(RPC_ERROR, failure, cid)
-            await self._report(failure, message_type, ctx)
-        elif not ctx.terminal:
-            ctx.terminal = True
-            err = ProtocolError(
-                ErrorCode.INTERNAL, "handler completed without a reply", message_type=message_type
-            )
-            self.send_error(RPC_ERROR, err.code, err.message, correlation_id=cid)
-            await self._report(err, message_type, ctx)
-
-    def _expire(self, ctx: RpcContext[Any, Any, D]) -> None:
-        ctx._timer = None
-        if ctx.terminal:
-            return
-        self.send_error(
-            RPC_ERROR,
-            ErrorCode.DEADLINE_EXCEEDED,
-            "Deadline exceeded",
-            correlation_id=ctx.correlation_id,
-        )
-        ctx._cancel("deadline")
-        self._spawn(
-            self._report(
-                ProtocolError(
-                    ErrorCode.DEADLINE_EXCEEDED, "Deadline exceeded", message_type=ctx.type
-                ),
-                ctx.type,
-                ctx,
-            )
-        )
-
-    async def _no_route(self, item: dict[str, Any], message_type: str) -> None:
-        cid = _correlation_id(item)
-        if is_reserved_type(message_type):
-            err = ProtocolError(
-                ErrorCode.INVALID_ARGUMENT,
-                f"Reserved type cannot be handled by user code: {message_type!r}",
-                message_type=message_type,
-            )
-            self.send_error(ERROR, err.code, err.message, correlation_id=cid)
-        else:
-            err = ProtocolError(
-                ErrorCode.UNIMPLEMENTED,
-                f"No handler registered for message type: {message_type!r}",
-                message_type=message_type,
-            )
-            if self.router.on_unknown == "error":
-                kind = RPC_ERROR if cid is not None else ERROR
-                self.send_error(kind, err.code, err.message, correlation_id=cid)
-        await self._report(err, message_type, None)
-
-    def _send_handler_error(self, kind: str, exc: Exception, cid: Any) -> None:
-        cid = cid if type(cid) is str else None
-        if isinstance(exc, RpcError):
-            self.send_error(
-                kind,
-                exc.code,
-                exc.message,
-                exc.details,
-                retryable=exc.retryable,
-                retry_after_ms=exc.retry_after_ms if exc.retry_after_ms is not None else _UNSET,
-                correlation_id=cid,
-                sanitize=True,
-            )
-            return
-        message = "Internal server error"
-        if self.router.debug:
-            message = f"{type(exc).__name__}: {exc}"
-        self.send_error(kind, ErrorCode.INTERNAL, message, correlation_id=cid)
+        # Never leave frames behind a worker that died.
+        if self._inbox and self.state == "open" and self._worker is None:
+            self._start_worker()
 
     # -------------------------------------------------------------- outbound
 
@@ -710,38 +551,35 @@ class Connection(Generic[D]):
         correlation_id: str | None = None,
         sanitize: bool = False,
     ) -> bool:
-        """Queue an ``ERROR``/``RPC_ERROR`` frame with the code's retry metadata."""
-        return self.send_frame(
-            _error_frame(
-                kind,
-                code,
-                message,
-                details,
-                retryable=retryable,
-                retry_after_ms=retry_after_ms,
-                correlation_id=correlation_id,
-                sanitize=sanitize,
-            )
+        """Queue an ``ERROR``/``RPC_ERROR`` frame with the code's retry metadata
+        (bounded in size; never raises, see :func:`wskit.core.encode_error`)."""
+        frame = encode_error(
+            kind,
+            code,
+            message,
+            details,
+            retryable=retryable,
+            retry_after_ms=retry_after_ms,
+            correlation_id=correlation_id,
+            sanitize=sanitize,
         )
+        return self.send_frame(frame, terminal=kind != ERROR)
 
-    def send_frame(self, frame: str) -> bool:
-        """Queue a serialized frame; ``False`` if dropped (closed or overflow)."""
-        if self.state == "closed" or self._close_requested is not None:
+    def send_frame(self, frame: str, *, terminal: bool = False) -> bool:
+        """Queue a serialized frame; ``False`` if dropped (closed or overflow).
+
+        ``terminal`` marks the last frame of an RPC (reply or ``RPC_ERROR``): under
+        the ``"drop"`` policy it is queued even past the bound, so a request that
+        got this far always gets its answer. Never raises.
+        """
+        if self.state == "closed" or self._out.closing is not None:
             return False
-        if (
-            self._pump_idle
-            and not self._outbox
-            and self._direct is not None
-            and self._direct(frame)
-        ):
-            return True  # written straight to the socket: FIFO empty, pump asleep
-        size = _frame_size(frame)
-        if self._out_bytes + size > self.max_buffered_bytes and self._outbox:
-            return self._overflow()
-        self._outbox.append(frame)
-        self._out_bytes += size
-        self._wake()
-        return True
+        out = self._out
+        if out.push(frame):
+            return True
+        if terminal and self.overflow == "drop":
+            return out.push(frame, past_bound=True)
+        return self._overflow()
 
     def _overflow(self) -> bool:
         if self.overflow == "close":
@@ -756,35 +594,19 @@ class Connection(Generic[D]):
             )
             self.request_close(CLOSE_TRY_AGAIN_LATER, "Outbound buffer full", discard=True)
             return False
-        if not self._overflow_notified:
-            self._overflow_notified = True
+        out = self._out
+        if not out.overflow_notified:
+            out.overflow_notified = True
             # Past the bound on purpose: one small frame tells the client what it lost.
-            frame = _error_frame(
+            notice = encode_error(
                 ERROR, ErrorCode.RESOURCE_EXHAUSTED, "Outbound buffer full: messages dropped"
             )
-            self._outbox.append(frame)
-            self._out_bytes += _frame_size(frame)
-            self._wake()
+            out.push(notice, past_bound=True)
         return False
 
     def pop_outbound(self) -> OutboundItem | None:
         """Take the next outbound item (a frame, a ping or the final close)."""
-        if not self._outbox:
-            return None
-        item = self._outbox.popleft()
-        if type(item) is str:
-            self._out_bytes -= _frame_size(item)
-            if not self._outbox:
-                self._out_bytes = 0
-                self._overflow_notified = False
-        return item
-
-    def _wake(self) -> None:
-        waiter = self._out_waiter
-        if waiter is not None:
-            self._out_waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        return self._out.pop()
 
     async def pump(self, transport: Transport) -> None:
         """Write the outbound FIFO to ``transport`` until the connection closes.
@@ -792,74 +614,7 @@ class Connection(Generic[D]):
         Returns after sending the requested close, or once the connection is
         closed. Transport errors propagate to the caller.
         """
-        loop = asyncio.get_running_loop()
-        outbox = self._outbox
-        self._pump_task = asyncio.current_task()
-        self._direct = getattr(transport, "send_nowait", None)
-        try:
-            while True:
-                while outbox:
-                    item = self.pop_outbound()
-                    if type(item) is str:
-                        await transport.send(item)
-                    elif type(item) is _Ping:
-                        await transport.ping()
-                    elif isinstance(item, _Close):
-                        await transport.close(item.code, item.reason)
-                        return
-                if self.state == "closed":
-                    return
-                waiter = loop.create_future()
-                self._out_waiter = waiter
-                self._pump_idle = True
-                try:
-                    await waiter
-                finally:
-                    self._pump_idle = False
-        except asyncio.CancelledError:
-            close = self._close_requested
-            if not self._pump_interrupted or close is None:
-                raise
-            self._pump_interrupted = False
-            _uncancel()
-            await transport.close(close.code, close.reason)
-        finally:
-            self._pump_task = None
-            self._direct = None
-
-    # ------------------------------------------------------------- heartbeat
-
-    def _hb_schedule(self) -> None:
-        hb = self.heartbeat
-        assert hb is not None
-        self._hb_timer = self.router.clock.call_later(hb.interval_ms, self._hb_tick)
-
-    def _hb_cancel(self) -> None:
-        for timer in (self._hb_timer, self._hb_stale):
-            if timer is not None:
-                timer.cancel()
-        self._hb_timer = self._hb_stale = None
-
-    def _hb_tick(self) -> None:
-        hb = self.heartbeat
-        if hb is None or self.state != "open" or self._close_requested is not None:
-            return
-        clock = self.router.clock
-        if self._hb_stale is None and clock.now() - self._last_seen >= hb.interval_ms:
-            self._outbox.append(_PING)
-            self._wake()
-            self._hb_stale = clock.call_later(hb.timeout_ms, self._hb_expired)
-        self._hb_schedule()
-
-    def _hb_expired(self) -> None:
-        self._hb_stale = None
-        hb = self.heartbeat
-        if hb is None or self.state != "open":
-            return
-        if hb.on_stale is not None:
-            self.run_callback(lambda: hb.on_stale(self) if hb.on_stale else None)
-        self._hb_cancel()
-        self.request_close(CLOSE_INTERNAL_ERROR, "Heartbeat timeout", discard=True)
+        await self._out.pump(transport, lambda: self.state == "closed")
 
     # ------------------------------------------------------------- plumbing
 
@@ -884,7 +639,20 @@ class Connection(Generic[D]):
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._crashed(task)
+
+    def _crashed(self, task: asyncio.Task[Any]) -> None:
+        """A task of this connection ended with an exception wskit did not catch
+        (a bug): log it and tell the router's error observers."""
+        exc = task.exception()
+        assert exc is not None
+        _log.error("wskit: a task of connection %s crashed", self.client_id, exc_info=exc)
+        self.router._notify_observers(exc, ErrorInfo(self, "$ws:crash", None))
 
     async def _report(
         self, exc: BaseException, message_type: str | None, ctx: MessageContext[Any, Any] | None
@@ -905,50 +673,17 @@ class Connection(Generic[D]):
             await asyncio.wait(pending)
 
 
-def _error_frame(
-    kind: str,
-    code: str,
-    message: str | None = None,
-    details: Mapping[str, Any] | None = None,
-    *,
-    retryable: bool | None = None,
-    retry_after_ms: int | None = _UNSET,
-    correlation_id: str | None = None,
-    sanitize: bool = False,
-) -> str:
-    """An ``ERROR``/``RPC_ERROR`` frame with the code's retry metadata."""
-    info = ERROR_CODE_META.get(code)
-    body: dict[str, Any] = {
-        "code": code,
-        "message": message or (info.description if info is not None else code),
-    }
-    if details:
-        clean = sanitize_details(details) if sanitize else dict(details)
-        if clean:
-            body["details"] = clean
-    if retry_after_ms is _UNSET:
-        if info is not None and info.suggest_backoff_ms is not None:
-            body["retryAfterMs"] = info.suggest_backoff_ms
-    elif info is None or info.retry_after != "forbidden":
-        body["retryAfterMs"] = retry_after_ms
-    if retryable is not None:
-        body["retryable"] = retryable
-    meta = {"correlationId": correlation_id} if correlation_id is not None else {}
-    return encode_envelope(kind, meta, body, has_payload=True)
+def _over_limit(frame: str | bytes | bytearray | memoryview, size: int, limit: int) -> bool:
+    """The frame is larger than ``limit`` UTF-8 bytes (``size`` is its ``len``)."""
+    if size > limit:
+        return True
+    return isinstance(frame, str) and len(frame.encode("utf-8", "replace")) > limit
 
 
-def _uncancel() -> None:
-    # Python 3.11+ counts cancellation requests; balance the one we absorbed.
-    task = asyncio.current_task()
-    uncancel = getattr(task, "uncancel", None)
-    if uncancel is not None:
-        uncancel()
-
-
-def _correlation_id(obj: dict[str, Any]) -> str | None:
-    meta = obj.get("meta")
-    if type(meta) is dict:
-        cid = meta.get("correlationId")
-        if type(cid) is str:
-            return cid
-    return None
+def _positive_number(value: Any) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )

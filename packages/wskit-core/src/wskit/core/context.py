@@ -284,7 +284,7 @@ class RpcContext(MessageContext[P, D], Generic[P, R, D]):
             self.schema.response, payload, meta=meta, correlation_id=self.correlation_id
         )
         self.terminal = True
-        self.connection.send_frame(frame)
+        self.connection.send_frame(frame, terminal=True)
 
     def progress(
         self,

@@ -3,7 +3,8 @@
 - ``fake_clock``: a fresh :class:`~wskit.core.testing.FakeClock`.
 - ``wskit_harness``: a factory ``wskit_harness(router, **options)`` returning a
   :class:`~wskit.core.testing.Harness` that uses ``fake_clock``; every harness
-  it made is closed at teardown (and fails the test if router timers leaked).
+  it made is closed at teardown, and fails the test if router timers leaked or
+  the router reported an error the test did not expect (see ``Harness``).
 
 The fixtures are async-aware through pytest-asyncio (``asyncio_mode = "auto"``
 or ``@pytest.mark.asyncio``).
@@ -49,6 +50,13 @@ async def wskit_harness(
     yield make
     for harness in made:
         await harness.close()
+    for harness in made:
+        unexpected = harness.unexpected_errors()
+        if unexpected:
+            try:
+                harness.check()
+            except AssertionError as exc:
+                pytest.fail(str(exc))
     leaked = fake_clock.pending_timers()
     if leaked:
         pytest.fail(f"router timers leaked after the test: {leaked}")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 from wskit.core.clock import Clock, SystemClock
 from wskit.core.connection import Connection, ErrorInfo, HeartbeatOptions, OverflowPolicy
 from wskit.core.context import CloseContext, MessageContext, OpenContext, RpcContext
-from wskit.core.errors import CapabilityError, ProtocolError, RouteConflictError
+from wskit.core.errors import CapabilityError, ErrorCode, RouteConflictError, RpcError
 from wskit.core.schema import MessageSchema, RpcSchema
 
 if TYPE_CHECKING:
@@ -125,8 +125,17 @@ class Router(Generic[D]):
     - ``debug``: put exception text in ``INTERNAL`` errors (never in production).
     - ``max_concurrency``: handlers running at once per connection (default 1:
       strictly in arrival order).
-    - ``max_message_bytes``, ``max_buffered_bytes``, ``overflow``, ``heartbeat``:
+    - ``max_message_bytes`` (default 1 MiB; larger frames close the connection
+      with 1009), ``max_buffered_bytes`` (default 1 MiB of outbound frames),
+      ``overflow`` (``"close"`` with 1013, or ``"drop"``), ``heartbeat``:
       per-connection defaults (see :meth:`connect`).
+    - ``max_inbound_messages`` (default 1,024) and ``max_inbound_bytes`` (default
+      4 MiB): the bound of each connection's queue of frames waiting for their
+      handlers; at the bound the adapter stops reading from that socket until
+      the queue has drained to half, so TCP slows the sender down.
+
+    Every option is checked here; a bad value raises ``ValueError`` (or
+    ``TypeError``) naming it.
     """
 
     def __init__(
@@ -140,11 +149,23 @@ class Router(Generic[D]):
         max_buffered_bytes: int = 1 << 20,
         overflow: OverflowPolicy = "close",
         heartbeat: HeartbeatOptions | None = None,
+        max_inbound_messages: int = 1024,
+        max_inbound_bytes: int = 4 << 20,
     ) -> None:
         if on_unknown not in ("error", "ignore"):
-            raise ValueError("on_unknown must be 'error' or 'ignore'")
-        if max_concurrency < 1:
-            raise ValueError("max_concurrency must be >= 1")
+            raise ValueError(f"on_unknown must be 'error' or 'ignore', not {on_unknown!r}")
+        if overflow not in ("close", "drop"):
+            raise ValueError(f"overflow must be 'close' or 'drop', not {overflow!r}")
+        for name, value in (
+            ("max_concurrency", max_concurrency),
+            ("max_message_bytes", max_message_bytes),
+            ("max_buffered_bytes", max_buffered_bytes),
+            ("max_inbound_messages", max_inbound_messages),
+            ("max_inbound_bytes", max_inbound_bytes),
+        ):
+            check_positive_int(name, value)
+        if heartbeat is not None and not isinstance(heartbeat, HeartbeatOptions):
+            raise TypeError(f"heartbeat must be a HeartbeatOptions or None, not {heartbeat!r}")
         self.clock: Clock = clock or SystemClock()
         self.on_unknown = on_unknown
         self.debug = debug
@@ -153,6 +174,8 @@ class Router(Generic[D]):
         self.max_buffered_bytes = max_buffered_bytes
         self.overflow: OverflowPolicy = overflow
         self.heartbeat = heartbeat
+        self.max_inbound_messages = max_inbound_messages
+        self.max_inbound_bytes = max_inbound_bytes
         #: Validate outbound payloads by default (validator plugins may change it).
         self.validate_outgoing = True
         self.pubsub: PubSubProvider | None = None
@@ -431,12 +454,22 @@ class Router(Generic[D]):
         max_buffered_bytes: int | None = None,
         overflow: OverflowPolicy | None = None,
         heartbeat: HeartbeatOptions | None = None,
+        max_inbound_messages: int | None = None,
+        max_inbound_bytes: int | None = None,
     ) -> Connection[D]:
         """Create the router side of a new connection (adapters call this).
 
         ``data`` becomes ``ctx.data`` (default ``{}``). Limits default to the
         router's options.
         """
+        for name, value in (
+            ("max_message_bytes", max_message_bytes),
+            ("max_buffered_bytes", max_buffered_bytes),
+            ("max_inbound_messages", max_inbound_messages),
+            ("max_inbound_bytes", max_inbound_bytes),
+        ):
+            if value is not None:
+                check_positive_int(name, value)
         return Connection(
             self,
             data if data is not None else {},  # type: ignore[arg-type]
@@ -446,6 +479,8 @@ class Router(Generic[D]):
             max_buffered_bytes=max_buffered_bytes or self.max_buffered_bytes,
             overflow=overflow or self.overflow,
             heartbeat=heartbeat if heartbeat is not None else self.heartbeat,
+            max_inbound_messages=max_inbound_messages or self.max_inbound_messages,
+            max_inbound_bytes=max_inbound_bytes or self.max_inbound_bytes,
         )
 
     @property
@@ -482,19 +517,31 @@ class Router(Generic[D]):
         route.chain = chain
         return chain
 
-    async def _report(self, exc: BaseException, info: ErrorInfo) -> None:
+    def _notify_observers(self, exc: BaseException, info: ErrorInfo) -> None:
         for observer in tuple(self._observers):
             try:
                 observer(exc, info)
             except Exception:
                 _log.exception("wskit: error observer failed")
+
+    async def _report(self, exc: BaseException, info: ErrorInfo) -> None:
+        self._notify_observers(exc, info)
         hooks = self._error_hooks
         if not hooks:
-            if isinstance(exc, ProtocolError) or getattr(exc, "code", None) == "INVALID_ARGUMENT":
-                _log.debug("wskit: %s (client %s)", exc, info.client_id)
+            code = getattr(exc, "code", None)
+            if isinstance(exc, RpcError) and code != ErrorCode.INTERNAL:
+                # Answered to the client with its own code (bad input, or an error a
+                # handler raised on purpose): not a server fault.
+                _log.debug(
+                    "wskit: %s answered %s: %s (client %s)",
+                    info.message_type,
+                    code,
+                    exc.message,
+                    info.client_id,
+                )
             else:
                 _log.error(
-                    "wskit: unhandled error in %s (client %s)",
+                    "wskit: error in %s (client %s); no on_error hook is registered",
                     info.message_type,
                     info.client_id,
                     exc_info=exc,
@@ -507,6 +554,14 @@ class Router(Generic[D]):
                     await result
             except Exception:
                 _log.exception("wskit: on_error hook failed")
+
+
+def check_positive_int(name: str, value: Any) -> None:
+    """Raise a clear error unless ``value`` is a positive ``int`` (options checks)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a positive int, not {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive int, not {value!r}")
 
 
 class ValidatorPlugin:
@@ -543,6 +598,8 @@ def create_router(
     max_buffered_bytes: int = 1 << 20,
     overflow: OverflowPolicy = "close",
     heartbeat: HeartbeatOptions | None = None,
+    max_inbound_messages: int = 1024,
+    max_inbound_bytes: int = 4 << 20,
 ) -> Router[dict[str, Any]]: ...
 
 
@@ -558,6 +615,8 @@ def create_router(
     max_buffered_bytes: int = 1 << 20,
     overflow: OverflowPolicy = "close",
     heartbeat: HeartbeatOptions | None = None,
+    max_inbound_messages: int = 1024,
+    max_inbound_bytes: int = 4 << 20,
 ) -> Router[D]: ...
 
 
@@ -572,6 +631,8 @@ def create_router(
     max_buffered_bytes: int = 1 << 20,
     overflow: OverflowPolicy = "close",
     heartbeat: HeartbeatOptions | None = None,
+    max_inbound_messages: int = 1024,
+    max_inbound_bytes: int = 4 << 20,
 ) -> Router[Any]:
     """Create a router. ``data_type`` only types ``ctx.data`` (e.g. a TypedDict);
     it is not checked at run time. See :class:`Router` for the options."""
@@ -584,4 +645,6 @@ def create_router(
         max_buffered_bytes=max_buffered_bytes,
         overflow=overflow,
         heartbeat=heartbeat,
+        max_inbound_messages=max_inbound_messages,
+        max_inbound_bytes=max_inbound_bytes,
     )

@@ -24,12 +24,13 @@ import asyncio
 import heapq
 import itertools
 import json
+import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from wskit.core.connection import Connection, ErrorInfo, HeartbeatOptions
 from wskit.core.envelope import ABORT, ERROR, RPC_ERROR, RPC_PROGRESS, dumps
-from wskit.core.errors import RpcError
+from wskit.core.errors import ErrorCode, RpcError
 from wskit.core.schema import MessageSchema, RpcSchema
 
 if TYPE_CHECKING:
@@ -133,6 +134,15 @@ class ReportedError:
     def code(self) -> str | None:
         code = getattr(self.error, "code", None)
         return code if isinstance(code, str) else None
+
+    @property
+    def expected(self) -> bool:
+        """An error the client was answered with its own code (bad input, or an
+        ``RpcError`` a handler raised on purpose), as opposed to a failure: an
+        exception from user code or wskit itself, an ``INTERNAL`` answer, a
+        crashed connection task."""
+        error = self.error
+        return isinstance(error, RpcError) and error.code != ErrorCode.INTERNAL
 
     def __repr__(self) -> str:
         return f"ReportedError({self.error!r}, type={self.info.message_type!r})"
@@ -368,7 +378,15 @@ class Harness(Generic[D]):
     ``Harness(router)`` replaces ``router.clock`` with a :class:`FakeClock`
     (pass ``clock=`` to choose one, or ``fake_clock=False`` to keep real time).
     Use as ``async with``: leaving closes every connection and checks that no
-    router timer leaked.
+    router timer leaked and that nothing went wrong unnoticed.
+
+    A test fails when the router reported an error the test did not expect: an
+    exception raised by a handler, middleware or hook, an ``INTERNAL`` answer, a
+    crashed connection task. Errors answered with their own code (bad input,
+    an ``RpcError`` raised on purpose) are part of the protocol and expected.
+    A test that provokes failures on purpose takes them with
+    :meth:`take_reported` (which marks them seen), or passes
+    ``allow_errors=True``.
     """
 
     def __init__(
@@ -378,8 +396,11 @@ class Harness(Generic[D]):
         clock: FakeClock | None = None,
         fake_clock: bool = True,
         heartbeat: HeartbeatOptions | None = None,
+        allow_errors: bool = False,
     ) -> None:
         self.router = router
+        self.allow_errors = allow_errors
+        self._taken = 0
         self.clock: FakeClock | None = None
         if fake_clock:
             self.clock = clock or FakeClock()
@@ -397,6 +418,39 @@ class Harness(Generic[D]):
     @property
     def reported_codes(self) -> list[str | None]:
         return [r.code for r in self.reported]
+
+    def take_reported(self) -> list[ReportedError]:
+        """The errors reported since the last call, now marked as seen (a test
+        that provokes failures on purpose asserts on these)."""
+        taken = self.reported[self._taken :]
+        self._taken = len(self.reported)
+        return taken
+
+    def unexpected_errors(self) -> list[ReportedError]:
+        """Reported failures not taken with :meth:`take_reported` (see the class
+        docstring); empty when ``allow_errors`` is set."""
+        if self.allow_errors:
+            return []
+        return [r for r in self.reported[self._taken :] if not r.expected]
+
+    def check(self) -> None:
+        """Raise ``AssertionError`` for unexpected errors and leaked timers."""
+        unexpected = self.unexpected_errors()
+        if unexpected:
+            self._taken = len(self.reported)  # report them once
+            details = "\n".join(
+                f"- in {r.info.message_type!r}: "
+                + "".join(traceback.format_exception(r.error)).rstrip()
+                for r in unexpected
+            )
+            raise AssertionError(
+                f"the router reported {len(unexpected)} unexpected error(s) (take them with "
+                f"harness.take_reported() or pass allow_errors=True if they are the point "
+                f"of the test):\n{details}"
+            )
+        leaked = self.leaked_timers()
+        if leaked:
+            raise AssertionError(f"router timers leaked after close: {leaked}")
 
     async def connect(
         self,
@@ -443,15 +497,12 @@ class Harness(Generic[D]):
         raise AssertionError("harness.flush(): the router did not settle")
 
     def _writing(self) -> bool:
-        return any(
-            fake.connection._outbox and fake._pump is not None and not fake._pump.done()
-            for fake in self.connections
-        )
+        return any(fake.connection._out.writing for fake in self.connections)
 
     @staticmethod
     def _settled(fake: FakeConnection[Any]) -> bool:
         conn = fake.connection
-        if not conn.is_idle() or conn._outbox:
+        if not conn.is_idle() or len(conn._out):
             return False
         closing = conn._closing
         return closing is None or closing.done()
@@ -490,6 +541,4 @@ class Harness(Generic[D]):
     ) -> None:
         await self.close()
         if exc_type is None:
-            leaked = self.leaked_timers()
-            if leaked:
-                raise AssertionError(f"router timers leaked after close: {leaked}")
+            self.check()

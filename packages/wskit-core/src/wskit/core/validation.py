@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Final
 
-from wskit.core.envelope import RESERVED_META_KEYS, unknown_root_keys
+from wskit.core.envelope import MAX_TIMEOUT_MS, RESERVED_META_KEYS, unknown_root_keys
 from wskit.core.errors import Issue, ValidationError
 
 if TYPE_CHECKING:
@@ -24,8 +24,8 @@ def _is_number(v: Any) -> bool:
     return t is int or (t is float and math.isfinite(v))
 
 
-def _is_positive_int(v: Any) -> bool:
-    return type(v) is int and v > 0
+def _is_timeout(v: Any) -> bool:
+    return type(v) is int and 0 < v <= MAX_TIMEOUT_MS
 
 
 def _is_str(v: Any) -> bool:
@@ -35,7 +35,10 @@ def _is_str(v: Any) -> bool:
 _STANDARD_META: Final = {
     "timestamp": (_is_number, "Expected a number (milliseconds since the epoch)"),
     "correlationId": (_is_str, "Expected a string"),
-    "timeoutMs": (_is_positive_int, "Expected a positive integer"),
+    "timeoutMs": (
+        _is_timeout,
+        f"Expected a positive integer of milliseconds, at most {MAX_TIMEOUT_MS}",
+    ),
     "idempotencyKey": (_is_str, "Expected a string"),
 }
 

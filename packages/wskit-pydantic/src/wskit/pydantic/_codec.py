@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
 import pydantic
-import pydantic_core
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 from pydantic.fields import FieldInfo
 
+from wskit.core.envelope import dumps
 from wskit.core.errors import Issue, SchemaDefinitionError, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
@@ -87,15 +87,25 @@ class PydanticCodec(Generic[M]):
         try:
             result: M = self._validate_python(data, strict=self._strict)
             return result
-        except pydantic.ValidationError as first:
+        except pydantic.ValidationError as exc:
             if not self._strict:
-                raise ValidationError("Validation failed", _issues(first)) from None
+                raise ValidationError("Validation failed", _issues(exc)) from None
+            first = exc
         # Strict Python mode refuses JSON-native forms (ISO datetimes, enum values,
         # arrays for tuples); strict JSON mode accepts exactly those and nothing looser.
         try:
-            result = self._validate_json(pydantic_core.to_json(data), strict=True)
+            text = dumps(data)
+        except (TypeError, ValueError, RecursionError):
+            # Not JSON data: only the strict Python answer applies.
+            raise ValidationError("Validation failed", _issues(first)) from None
+        try:
+            result = self._validate_json(text, strict=True)
             return result
         except pydantic.ValidationError as exc:
+            if any(e["type"] == "json_invalid" for e in exc.errors()):
+                # pydantic cannot re-read its own JSON form (a lone surrogate in a
+                # string): the strict Python answer is the one to give.
+                exc = first
             raise ValidationError("Validation failed", _issues(exc)) from None
 
     def encode(self, value: Any, *, validate: bool) -> Any:
