@@ -187,8 +187,8 @@ def encode_envelope(
     ``payload`` is written only when ``has_payload`` is true.
     """
     if has_payload:
-        return _encoder.encode({"type": message_type, "meta": meta or {}, "payload": payload})
-    return _encoder.encode({"type": message_type, "meta": meta or {}})
+        return dumps({"type": message_type, "meta": meta or {}, "payload": payload})
+    return dumps({"type": message_type, "meta": meta or {}})
 
 
 # Bounds on what an error frame echoes, so a large bad frame cannot produce a

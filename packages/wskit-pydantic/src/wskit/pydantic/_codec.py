@@ -19,6 +19,11 @@ M = TypeVar("M", bound=BaseModel)
 VALIDATOR_NAME = "pydantic"
 
 
+# Strict errors the JSON retry must not paper over: JSON mode would read an
+# integer too large for a float as infinity.
+_NO_JSON_RETRY = frozenset({"float_type", "finite_number"})
+
+
 def _issues(exc: pydantic.ValidationError) -> list[Issue]:
     return [
         Issue([p for p in err["loc"] if isinstance(p, (str, int))], err["msg"])
@@ -67,10 +72,10 @@ class PydanticCodec(Generic[M]):
             if by_name or alias == name:
                 allowed.add(name)
         self.field_names = frozenset(wire)
-        # pydantic handles extra="forbid" itself; otherwise we check the top level.
-        self._allowed: frozenset[str] | None = (
-            frozenset(allowed) if forbid_extra and config.get("extra") != "forbid" else None
-        )
+        # Unknown top-level keys are reported by us (the same way as wskit-attrs, and
+        # for keys pydantic cannot read at all, such as lone surrogates); nested
+        # models follow their own config.
+        self._allowed: frozenset[str] | None = frozenset(allowed) if forbid_extra else None
         self._validate_python = model.__pydantic_validator__.validate_python
         self._validate_json = model.__pydantic_validator__.validate_json
         self._dump = model.__pydantic_serializer__.to_python
@@ -78,17 +83,25 @@ class PydanticCodec(Generic[M]):
     def decode(self, data: Any) -> M:
         if type(data) is not dict:
             raise ValidationError("Validation failed", [Issue([], "Expected an object")])
+        unknown: list[Issue] = []
         allowed = self._allowed
         if allowed is not None and not allowed.issuperset(data):
-            extra = [k for k in data if k not in allowed]
-            raise ValidationError(
-                "Validation failed", [Issue([k], "Unrecognized key") for k in extra]
-            )
+            unknown = [Issue([k], "Unrecognized key") for k in data if k not in allowed]
+            data = {k: v for k, v in data.items() if k in allowed}
+        try:
+            result = self._validate(data)
+        except ValidationError as exc:
+            raise ValidationError("Validation failed", [*unknown, *exc.issues]) from None
+        if unknown:
+            raise ValidationError("Validation failed", unknown)
+        return result
+
+    def _validate(self, data: dict[str, Any]) -> M:
         try:
             result: M = self._validate_python(data, strict=self._strict)
             return result
         except pydantic.ValidationError as exc:
-            if not self._strict:
+            if not self._strict or any(e["type"] in _NO_JSON_RETRY for e in exc.errors()):
                 raise ValidationError("Validation failed", _issues(exc)) from None
             first = exc
         # Strict Python mode refuses JSON-native forms (ISO datetimes, enum values,
@@ -112,7 +125,7 @@ class PydanticCodec(Generic[M]):
         if type(value) is not dict:  # a plain dict from a handler is the common case
             model = self.model
             if isinstance(value, model):
-                return self._dump(value, mode="json", by_alias=True)
+                return self._to_wire(value)
             if isinstance(value, BaseModel):
                 raise ValidationError(
                     "Outbound validation failed",
@@ -129,7 +142,16 @@ class PydanticCodec(Generic[M]):
             obj = self._validate_python(value)
         except pydantic.ValidationError as exc:
             raise ValidationError("Outbound validation failed", _issues(exc)) from None
-        return self._dump(obj, mode="json", by_alias=True)
+        return self._to_wire(obj)
+
+    def _to_wire(self, obj: BaseModel) -> Any:
+        try:
+            return self._dump(obj, mode="json", by_alias=True)
+        except ValueError:
+            # pydantic's JSON mode cannot write some strings (a lone surrogate in a
+            # dict key); the Python form is JSON already unless it holds datetimes
+            # and the like, and wskit's encoder escapes the surrogates.
+            return self._dump(obj, mode="python", by_alias=True)
 
     def json_schema(self) -> dict[str, Any]:
         schema = self.model.model_json_schema(by_alias=True, mode="validation")

@@ -1,0 +1,326 @@
+"""Odd but legal input: every frame is answered, nothing escapes unreported, and
+the connection keeps working (one failure boundary per frame).
+
+Each case here used to kill the connection's worker or go unanswered.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from wskit.core import MAX_JSON_DEPTH, MAX_TIMEOUT_MS, HeartbeatOptions, RpcError
+from wskit.core.testing import Harness
+
+pytestmark = pytest.mark.asyncio
+
+TOO_DEEP = f"Invalid message: nesting too deep (at most {MAX_JSON_DEPTH} levels)"
+
+
+def _echo_app(app: Any) -> tuple[Any, Any]:
+    Echo = app.v.message("ECHO", data=Any)
+    Measure = app.v.message("MEASURE", ratio=float)
+
+    @app.router.on(app.Ping)
+    async def ping(ctx: Any) -> None:
+        ctx.send(app.Pong, {"reply": ctx.payload.text})
+
+    @app.router.on(Echo)
+    async def echo(ctx: Any) -> None:
+        ctx.send(Echo, {"data": ctx.payload.data})
+
+    @app.router.on(Measure)
+    async def measure(ctx: Any) -> None:
+        ctx.send(Measure, {"ratio": ctx.payload.ratio})
+
+    @app.router.rpc(app.GetUser)
+    async def get_user(ctx: Any) -> None:
+        ctx.progress({"name": ctx.payload.user_id})
+        ctx.reply({"name": ctx.payload.user_id})
+
+    return Echo, Measure
+
+
+async def _answers_ping(h: Harness[Any], conn: Any, app: Any) -> None:
+    conn.clear()
+    conn.send(app.Ping, {"text": "still here"})
+    await h.flush()
+    assert conn.frames == [{"type": "PONG", "meta": {}, "payload": {"reply": "still here"}}]
+
+
+def _nested(depth: int) -> str:
+    """A frame whose envelope object plus ``depth - 1`` arrays nest ``depth`` deep."""
+    inner = "[" * (depth - 2) + "]" * (depth - 2)
+    return '{"type":"ECHO","payload":{"data":' + inner + "}}"
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 990, 5_000, 100_000])
+async def test_deep_nesting_is_invalid_argument(app: Any, depth: int) -> None:
+    _echo_app(app)
+    async with Harness(app.router) as h:
+        conn = await h.connect()
+        conn.send_raw(_nested(depth))
+        await h.flush()
+        assert conn.frames == [
+            {
+                "type": "ERROR",
+                "meta": {},
+                "payload": {"code": "INVALID_ARGUMENT", "message": TOO_DEEP},
+            }
+        ]
+        assert h.reported_codes == ["INVALID_ARGUMENT"]
+        await _answers_ping(h, conn, app)
+
+
+async def test_nesting_up_to_the_limit_round_trips(app: Any) -> None:
+    Echo, _ = _echo_app(app)
+    async with Harness(app.router) as h:
+        conn = await h.connect()
+        conn.send_raw(_nested(MAX_JSON_DEPTH))
+        await h.flush()
+        (data,) = [p["data"] for p in conn.payloads(Echo)]
+        depth = 0
+        while isinstance(data, list) and data:
+            depth, data = depth + 1, data[0]
+        assert depth == MAX_JSON_DEPTH - 3  # envelope, payload and data's own list
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"type":"NOTICE","payload":{"userId":"u","count":"\\ud800"}}',
+        '{"type":"NOTICE","payload":{"userId":"u","count":["\\udfff"]}}',
+        '{"type":"NOTICE","payload":{"userId":["\\ud800"],"count":1}}',
+    ],
+)
+async def test_lone_surrogates_in_non_string_values_are_invalid_argument(
+    app: Any, frame: str
+) -> None:
+    _echo_app(app)
+
+    @app.router.on(app.Notice)
+    async def notice(ctx: Any) -> None:
+        raise AssertionError("must not run")
+
+    async with Harness(app.router) as h:
+        conn = await h.connect()
+        conn.send_raw(frame)
+        await h.flush()
+        assert conn.error_codes == ["INVALID_ARGUMENT"]
+        assert conn.errors[0]["details"]["issues"][0]["path"][0] == "payload"
+        await _answers_ping(h, conn, app)
+
+
+async def test_lone_surrogates_round_trip_escaped(app: Any) -> None:
+    _echo_app(app)
+    async with Harness(app.router) as h:
+        conn = await h.connect()
+        conn.send_raw('{"type":"PING","payload":{"text":"a\\ud800b"}}')
+        conn.send_raw('{"type":"ECHO","payload":{"data":{"k\\udc00":["\\ud83d"]}}}')
+        call = conn.call(app.GetUser, {"userId": "\udfff"})
+        await h.flush()
+        assert conn.raw_frames[0] == '{"type":"PONG","meta":{},"payload":{"reply":"a\\ud800b"}}'
+        assert conn.raw_frames[1] == (
+            '{"type":"ECHO","meta":{},"payload":{"data":{"k\\udc00":["\\ud83d"]}}}'
+        )
+        # The RPC gets its progress and exactly one terminal frame.
+        assert call.progress == [{"name": "\udfff"}]
+        assert await call.result() == {"name": "\udfff"}
+        for raw in conn.raw_frames:
+            raw.encode("utf-8")  # every frame is valid UTF-8 on the wire
+        assert h.reported == []
+
+
+async def test_error_frames_echoing_surrogates_are_valid(app: Any) -> None:
+    _echo_app(app)
+    async with Harness(app.router) as h:
+        conn = await h.connect()
+        conn.send_raw('{"type":"PING","payload":{"text":"x","\\ud800":1}}')
+        conn.send_raw('{"type":"NO_SUCH_\\ud800"}')
+        await h.flush()
+        assert conn.error_codes == ["INVALID_ARGUMENT", "UNIMPLEMENTED"]
+        assert conn.errors[0]["details"]["issues"] == [
+            {"path": ["payload", "\ud800"], "message": "Unrecognized key"}
+        ]
+        assert "\\ud800" in conn.raw_frames[1]
+        for raw in conn.raw_frames:
+            raw.encode("utf-8")
+        await _answers_ping(h, conn, app)
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e400", "1" + "0" * 400 + ".5"])
+async def test_numbers_that_overflow_a_float_are_invalid_argument(app: Any, number: str) -> None:
+    _echo_app(app)
+    async with Harness(app.router) as h:
+        conn = await h.connect()
+        conn.send_raw('{"type":"MEASURE","payload":{"ratio":' + number + "}}")
+        await h.flush()
+        assert conn.errors == [
+            {"code": "INVALID_ARGUMENT", "message": "Invalid message: a number is out of range"}
+        ]
+        await _answers_ping(h, conn, app)
+
+
+async def test_integer_too_large_for_a_float_field_is_invalid_argument(app: Any) -> None:
+    _, Measure = _echo_app(app)
+    async with Harness(app.router) as h:
+        conn = await h.connect()
+        conn.send_raw('{"type":"MEASURE","payload":{"ratio":' + "9" * 400 + "}}")
+        await h.flush()
+        assert conn.error_codes == ["INVALID_ARGUMENT"]
+        assert conn.errors[0]["details"]["issues"][0]["path"] == ["payload", "ratio"]
+        # An integer a float can hold is fine (strict mode accepts ints for floats).
+        conn.clear()
+        conn.send_raw('{"type":"MEASURE","payload":{"ratio":' + "9" * 300 + "}}")
+        await h.flush()
+        assert conn.payloads(Measure) == [{"ratio": float("9" * 300)}]
+
+
+@pytest.mark.parametrize("timeout", ["9" * 310, str(MAX_TIMEOUT_MS + 1), "0", "-5"])
+async def test_timeout_ms_out_of_range_is_invalid_argument(app: Any, timeout: str) -> None:
+    _echo_app(app)
+    async with Harness(app.router) as h:
+        conn = await h.connect()
+        conn.send_raw(
+            '{"type":"GET_USER","meta":{"correlationId":"c1","timeoutMs":'
+            + timeout
+            + '},"payload":{"userId":"u"}}'
+        )
+        await h.flush()
+        assert [f["type"] for f in conn.frames] == ["RPC_ERROR"]
+        assert conn.frames[0]["meta"] == {"correlationId": "c1"}
+        assert conn.errors[0]["code"] == "INVALID_ARGUMENT"
+        assert conn.errors[0]["details"]["issues"] == [
+            {
+                "path": ["meta", "timeoutMs"],
+                "message": f"Expected a positive integer of milliseconds, at most {MAX_TIMEOUT_MS}",
+            }
+        ]
+        await _answers_ping(h, conn, app)
+
+
+async def test_largest_timeout_ms_is_accepted(app: Any) -> None:
+    _echo_app(app)
+    async with Harness(app.router) as h:
+        conn = await h.connect()
+        reply = await conn.request(app.GetUser, {"userId": "u"}, meta={"timeoutMs": MAX_TIMEOUT_MS})
+        assert reply == {"name": "u"}
+
+
+async def test_error_frames_are_bounded(app: Any) -> None:
+    _echo_app(app)
+    unknown = {f"k{i}_{'x' * 40}": i for i in range(18_000)}  # ~0.9 MB of unknown keys
+    frame = json.dumps({"type": "PING", "payload": {"text": "t", **unknown}}, separators=(",", ":"))
+    assert 900_000 < len(frame) < 1 << 20
+    async with Harness(app.router) as h:
+        conn = await h.connect()
+        conn.send_raw(frame)
+        conn.send_raw(json.dumps({"type": "X" * 500_000}))
+        conn.send_raw(json.dumps({"type": "PING", "payload": {"text": "t", "k" * 100_000: 1}}))
+        await h.flush()
+        sizes = [len(raw) for raw in conn.raw_frames]
+        assert len(sizes) == 3
+        assert max(sizes) <= 16 * 1024, sizes
+        first, second, third = conn.errors
+        assert first["code"] == "INVALID_ARGUMENT"
+        assert len(first["details"]["issues"]) == 20
+        assert first["details"]["issueCount"] == 18_000
+        assert first["details"]["issues"][0] == {
+            "path": ["payload", "k0_" + "x" * 40],
+            "message": "Unrecognized key",
+        }
+        assert second["code"] == "UNIMPLEMENTED"
+        assert len(second["message"]) < 200
+        (issue,) = third["details"]["issues"]
+        assert issue["path"][1] == "k" * 63 + "\u2026"
+        await _answers_ping(h, conn, app)
+
+
+async def test_error_details_that_cannot_be_serialized_still_answer_the_rpc(app: Any) -> None:
+    @app.router.rpc(app.GetUser)
+    async def get_user(ctx: Any) -> None:
+        ctx.error("NOT_FOUND", "no such user", {"when": object(), "nan": float("nan")})
+
+    async with Harness(app.router) as h:
+        conn = await h.connect()
+        with pytest.raises(RpcError) as exc_info:
+            await conn.request(app.GetUser, {"userId": "u"})
+        assert (exc_info.value.code, exc_info.value.message) == ("NOT_FOUND", "no such user")
+        assert exc_info.value.details is None
+        assert h.reported == []
+
+
+async def test_rpc_that_fails_after_replying_gets_one_terminal_frame(app: Any) -> None:
+    @app.router.rpc(app.GetUser)
+    async def get_user(ctx: Any) -> None:
+        ctx.reply({"name": "Ann"})
+        raise RuntimeError("cleanup failed")
+
+    async with Harness(app.router) as h:
+        conn = await h.connect()
+        call = conn.call(app.GetUser, {"userId": "u"})
+        assert await call.result() == {"name": "Ann"}
+        assert [f["type"] for f in conn.frames] == ["USER_DATA"]
+        assert [type(r.error) for r in h.take_reported()] == [RuntimeError]
+
+
+async def test_a_failing_codec_is_internal_and_the_connection_goes_on(app: Any) -> None:
+    class Exploding:
+        validator = None
+        field_names: frozenset[str] = frozenset()
+
+        def decode(self, data: Any) -> Any:
+            raise LookupError("codec bug")
+
+        def encode(self, value: Any, *, validate: bool) -> Any:
+            return value
+
+        def json_schema(self) -> dict[str, Any]:
+            return {}
+
+    from wskit.core import MessageSchema
+
+    Weird = MessageSchema("WEIRD", Exploding())
+    _echo_app(app)
+    app.router.on(Weird, lambda ctx: None)
+    async with Harness(app.router) as h:
+        conn = await h.connect()
+        conn.send_raw('{"type":"WEIRD","meta":{"correlationId":"c9"},"payload":{}}')
+        await h.flush()
+        assert conn.frames == [
+            {
+                "type": "ERROR",
+                "meta": {"correlationId": "c9"},
+                "payload": {
+                    "code": "INTERNAL",
+                    "message": "Internal server error",
+                    "retryAfterMs": 200,
+                },
+            }
+        ]
+        assert [type(r.error) for r in h.take_reported()] == [LookupError]
+        await _answers_ping(h, conn, app)
+
+
+async def test_option_values_are_checked(app_factory: Any) -> None:
+    with pytest.raises(ValueError, match="interval_ms"):
+        HeartbeatOptions(interval_ms=0)
+    with pytest.raises(ValueError, match="timeout_ms"):
+        HeartbeatOptions(timeout_ms=float("inf"))
+    with pytest.raises(ValueError, match="interval_ms"):
+        HeartbeatOptions(interval_ms=-1)
+    with pytest.raises(TypeError, match="on_stale"):
+        HeartbeatOptions(on_stale="nope")  # type: ignore[arg-type]
+    for name, value, error in [
+        ("max_message_bytes", 0, ValueError),
+        ("max_buffered_bytes", -1, ValueError),
+        ("max_inbound_messages", 0, ValueError),
+        ("max_inbound_bytes", 1.5, TypeError),
+        ("max_concurrency", 0, ValueError),
+        ("overflow", "explode", ValueError),
+        ("heartbeat", 30_000, TypeError),
+    ]:
+        with pytest.raises(error, match=name):
+            app_factory(**{name: value})
