@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from wskit.aiohttp.__main__ import load_router
+from wskit.aiohttp.__main__ import build_parser, load_router, main
 
 ROUTER_MODULE = textwrap.dedent(
     """
@@ -153,3 +153,105 @@ def test_load_router(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         load_router("loadmod:not_a_router")
     with pytest.raises(SystemExit, match="expected module:router"):
         load_router("loadmod")
+
+
+async def test_runner_allowed_host_flag(
+    tmp_path: Path, session: aiohttp.ClientSession, wait_for: Any
+) -> None:
+    (tmp_path / "hostmod.py").write_text(ROUTER_MODULE)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "wskit.aiohttp",
+        "hostmod:router",
+        "--port",
+        "0",
+        "--allowed-host",
+        "app.example",
+        "--allowed-host",
+        ".example.org",
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        url = (await wait_for(proc.stdout.readline())).decode().split()[2]
+        statuses = {}
+        for host in ("app.example", "chat.example.org:443", "localhost", "evil.example"):
+            try:
+                ws = await wait_for(session.ws_connect(url, headers={"Host": host}))
+            except aiohttp.WSServerHandshakeError as exc:
+                statuses[host] = exc.status
+            else:
+                statuses[host] = 101
+                await ws.close()
+        # The flag replaces the loopback default: localhost is not listed.
+        assert statuses == {
+            "app.example": 101,
+            "chat.example.org:443": 101,
+            "localhost": 400,
+            "evil.example": 400,
+        }
+        proc.send_signal(signal.SIGTERM)
+        assert await wait_for(proc.wait()) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def test_runner_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = build_parser()
+    flags = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+    assert {a.dest for a in flags} >= {
+        "host",
+        "port",
+        "path",
+        "allowed_hosts",
+        "allowed_origins",
+        "max_connections",
+        "heartbeat",
+    }
+    for action in flags:
+        assert action.help is not None and "(default: " in action.help, action.dest
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for shown in (
+        "(default: 127.0.0.1)",
+        "(default: 3000)",
+        "(default: /)",
+        "(default: on a loopback --host, localhost, 127.0.0.1 and [::1] only; else any)",
+        "(default: unlimited)",
+        "(default: off)",
+    ):
+        assert shown in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--max-connections", "0"], "max_connections must be a positive int or None, got 0"),
+        (["--allowed-host", "*.example.com"], "use '.example.com'"),
+        (["--allowed-origin", "app.example"], "allowed_origins: invalid entry 'app.example'"),
+        (["--heartbeat", "0"], "expected a positive number of seconds, got '0'"),
+        (["--port", "70000"], "expected a port number (0-65535), got '70000'"),
+    ],
+)
+def test_runner_bad_flags_are_usage_errors(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+) -> None:
+    (tmp_path / "flagmod.py").write_text(ROUTER_MODULE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(SystemExit) as info:
+        main(["flagmod:router", *args])
+    assert info.value.code == 2  # a usage error, before anything is served
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert message in err

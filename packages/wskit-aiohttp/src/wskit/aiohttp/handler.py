@@ -4,9 +4,11 @@ The handler only moves frames: every protocol decision (SPEC §3 answers,
 ordering, the outbound FIFO and its overflow policy, heartbeat timers, RPC
 deadlines) is made by :class:`wskit.core.Connection`. Per request it:
 
-1. refuses what must not be upgraded (shutting down or full → 503, foreign
-   browser ``Origin`` → 403, not a WebSocket request → 400, ``authenticate``
-   returned ``None`` → 401), before any upgrade;
+1. refuses what must not be upgraded, before any upgrade: a ``Host`` not in
+   ``allowed_hosts`` → 400 (first of all), shutting down → 503, not a WebSocket
+   request → 400, foreign browser ``Origin`` → 403, full → 503 (the slot is
+   held from here, through ``authenticate``, until the connection ends),
+   ``authenticate`` returned ``None`` → 401;
 2. upgrades (echoing the chosen subprotocol), creates the connection with
    ``router.connect()``, starts ``conn.pump(transport)`` in a task and runs
    ``await conn.open()``;
@@ -23,10 +25,18 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, Generic, TypeVar
-from urllib.parse import urlsplit
 
 from aiohttp import WebSocketError, WSMsgType, web
 
+from wskit.aiohttp._hosts import HostRules, normalize_origin, same_origin
+from wskit.aiohttp._options import (
+    check_optional_timeout,
+    check_origins,
+    check_overflow,
+    check_sequence,
+    check_size,
+    check_timeout,
+)
 from wskit.aiohttp.auth import select_protocol
 from wskit.core.connection import Connection, HeartbeatOptions, OverflowPolicy
 from wskit.core.errors import ErrorCode, ProtocolError
@@ -237,6 +247,7 @@ class WebSocketHandler(Generic[D]):
         max_buffered_bytes: int | None = None,
         overflow: OverflowPolicy | None = None,
         allowed_origins: Sequence[str] | None = None,
+        allowed_hosts: Sequence[str] | None = None,
         max_connections: int | None = None,
         protocols: Sequence[str] = (),
         protocol_prefix: str = "bearer.",
@@ -246,25 +257,31 @@ class WebSocketHandler(Generic[D]):
         shutdown_timeout: float = 10.0,
         client_id_header: str | None = "X-Client-Id",
     ) -> None:
-        if max_connections is not None and max_connections < 0:
-            raise ValueError("max_connections must be >= 0")
+        max_message_bytes = check_size("max_message_bytes", max_message_bytes)
         self.router = router
         self.authenticate = authenticate
         self.on_open = on_open
         self.on_close = on_close
         self.heartbeat = heartbeat
-        self.max_message_bytes = max_message_bytes or router.max_message_bytes
-        self.max_buffered_bytes = max_buffered_bytes
-        self.overflow: OverflowPolicy | None = overflow
-        self.allowed_origins = frozenset(_normalize_origin(o) for o in allowed_origins or ())
-        self.max_connections = max_connections
-        self.protocols = tuple(protocols)
+        self.max_message_bytes: int = (
+            router.max_message_bytes if max_message_bytes is None else max_message_bytes
+        )
+        self.max_buffered_bytes = check_size("max_buffered_bytes", max_buffered_bytes)
+        self.overflow: OverflowPolicy | None = check_overflow(overflow)
+        self.allowed_origins = check_origins(allowed_origins)
+        self._hosts: HostRules | None = None
+        if allowed_hosts is not None:
+            self._hosts = HostRules(check_sequence("allowed_hosts", allowed_hosts))
+        self.max_connections = check_size("max_connections", max_connections)
+        self.protocols = tuple(check_sequence("protocols", protocols))
         self.protocol_prefix = protocol_prefix
         self.compress = compress
-        self.close_timeout = close_timeout
-        self.send_timeout = send_timeout
-        self.shutdown_timeout = shutdown_timeout
+        self.close_timeout = check_timeout("close_timeout", close_timeout)
+        self.send_timeout = check_optional_timeout("send_timeout", send_timeout)
+        self.shutdown_timeout = check_timeout("shutdown_timeout", shutdown_timeout)
         self.client_id_header = client_id_header
+        self._reserved = 0
+        self._host_refusals = 0
         self._sessions: dict[str, _Session] = {}
         self._shutting_down = False
         self._shutdown_task: asyncio.Task[None] | None = None
@@ -275,6 +292,24 @@ class WebSocketHandler(Generic[D]):
     def connections(self) -> list[Connection[D]]:
         """Connections this handler currently serves."""
         return [s.conn for s in self._sessions.values()]
+
+    @property
+    def reserved_connections(self) -> int:
+        """Requests counted against ``max_connections``: open connections plus
+        upgrades still authenticating (a slot is taken before ``authenticate``
+        runs and freed when the request is refused or the connection ends)."""
+        return self._reserved
+
+    @property
+    def allowed_hosts(self) -> tuple[str, ...] | None:
+        """The ``Host`` names served, normalized (``None``: no Host check)."""
+        return self._hosts.entries if self._hosts is not None else None
+
+    def _default_hosts(self, hosts: Sequence[str]) -> None:
+        """Check ``Host`` against ``hosts`` unless ``allowed_hosts`` was given
+        (``serve()`` on a loopback address passes the loopback names)."""
+        if self._hosts is None:
+            self._hosts = HostRules(hosts)
 
     def pending_bytes(self, conn: Connection[Any]) -> int:
         """Outbound bytes the server holds for ``conn``: its FIFO
@@ -331,6 +366,8 @@ class WebSocketHandler(Generic[D]):
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """The aiohttp handler: ``app.router.add_get(path, handler.handle)``."""
+        if not self._host_allowed(request):
+            return web.Response(status=400, text="Host not allowed")
         if self.shutting_down:
             return web.Response(status=503, text="Server shutting down")
         probe = web.WebSocketResponse()
@@ -338,8 +375,17 @@ class WebSocketHandler(Generic[D]):
             return web.Response(status=400, text="Expected WebSocket")
         if not self._origin_allowed(request):
             return web.Response(status=403, text="Origin not allowed")
-        if self.max_connections is not None and len(self._sessions) >= self.max_connections:
+        if self.max_connections is not None and self._reserved >= self.max_connections:
             return web.Response(status=503, text="Maximum connections reached")
+        # The slot is taken before authenticate runs (it may take a while), so
+        # upgrades in progress count against max_connections too.
+        self._reserved += 1
+        try:
+            return await self._upgrade(request)
+        finally:
+            self._reserved -= 1
+
+    async def _upgrade(self, request: web.Request) -> web.StreamResponse:
         try:
             data = await self._authenticate(request)
         except Exception:
@@ -384,6 +430,25 @@ class WebSocketHandler(Generic[D]):
             result = await result
         return result
 
+    def _host_allowed(self, request: web.BaseRequest) -> bool:
+        hosts = self._hosts
+        if hosts is None:
+            return True
+        if hosts.allows(_host_header(request)):
+            return True
+        # Logged once at WARNING (a misconfigured proxy shows up at once), then
+        # at DEBUG: refused requests must not be able to flood the log.
+        self._host_refusals += 1
+        level = logging.WARNING if self._host_refusals == 1 else logging.DEBUG
+        _log.log(
+            level,
+            "wskit: refused Host %r (400): not in allowed_hosts %s; behind a proxy, "
+            "forward the public Host header and list it in allowed_hosts",
+            request.headers.get("Host"),
+            list(hosts.entries),
+        )
+        return False
+
     def _origin_allowed(self, request: web.BaseRequest) -> bool:
         origin = request.headers.get("Origin")
         if origin is None:
@@ -391,12 +456,12 @@ class WebSocketHandler(Generic[D]):
         allowed = self.allowed_origins
         if "*" in allowed:
             return True
-        normalized = _normalize_origin(origin)
-        if normalized in allowed:
+        if normalize_origin(origin) in allowed:
             return True
-        # Same origin (the page was served by this host) is always allowed.
-        netloc = urlsplit(normalized).netloc
-        return bool(netloc) and netloc == request.host.lower()
+        # Same origin (the page was served by this host) is allowed. The Host it
+        # is compared with passed the allowed_hosts check first (when set), so a
+        # DNS-rebinding page (attacker's name in both headers) is not same-origin.
+        return same_origin(origin, _host_header(request))
 
     async def _serve(
         self, request: web.Request, ws: web.WebSocketResponse, conn: Connection[D]
@@ -493,6 +558,7 @@ def create_handler(
     max_buffered_bytes: int | None = None,
     overflow: OverflowPolicy | None = None,
     allowed_origins: Sequence[str] | None = None,
+    allowed_hosts: Sequence[str] | None = None,
     max_connections: int | None = None,
     protocols: Sequence[str] = (),
     protocol_prefix: str = "bearer.",
@@ -518,9 +584,18 @@ def create_handler(
     - ``max_message_bytes`` (frames above it close with 1009),
       ``max_buffered_bytes`` and ``overflow`` (``"close"`` → 1013, ``"drop"`` →
       ``RESOURCE_EXHAUSTED`` error): default to the router's options.
-    - ``allowed_origins``: browser origins allowed besides the page's own
-      (``["*"]``: any). Others get 403. Requests without ``Origin`` pass.
-    - ``max_connections``: beyond it, upgrades get 503.
+    - ``allowed_hosts``: the ``Host`` names this server answers to (any port):
+      ``"app.example.com"``, ``".example.com"`` (the domain and its
+      subdomains), IP addresses (``"127.0.0.1"``, ``"::1"``), ``"*"`` (any).
+      Other requests get 400 before anything else is looked at. This defeats
+      DNS rebinding (a foreign page whose name resolves to this server). Default
+      ``None``: no Host check, except that :func:`~wskit.aiohttp.serve` on a
+      loopback address allows only ``localhost``, ``127.0.0.1`` and ``[::1]``.
+    - ``allowed_origins``: browser origins (``scheme://host[:port]``) allowed
+      besides the page's own (``["*"]``: any). Others get 403. Requests without
+      ``Origin`` pass. A same-origin page passes only on an allowed host.
+    - ``max_connections``: open connections plus upgrades still in
+      ``authenticate``; beyond it, upgrades get 503.
     - ``protocols``: application subprotocols to select from the client's
       offer; otherwise a ``bearer.<token>`` offer is echoed.
     - ``compress``: permessage-deflate (off: it costs CPU and ~100 KiB per
@@ -530,6 +605,10 @@ def create_handler(
       connection (``None``: never); ``shutdown_timeout``: how long shutdown
       waits for connections before aborting them.
     - ``client_id_header``: response header carrying the connection's client id.
+
+    Values are checked here: a bad one (``max_connections=0``, a timeout of
+    ``0`` or ``inf``, ``allowed_hosts=["*.example.com"]``, a lone string where
+    a list is expected...) raises ``ValueError`` naming the option and value.
     """
     handler = WebSocketHandler(
         router,
@@ -541,6 +620,7 @@ def create_handler(
         max_buffered_bytes=max_buffered_bytes,
         overflow=overflow,
         allowed_origins=allowed_origins,
+        allowed_hosts=allowed_hosts,
         max_connections=max_connections,
         protocols=protocols,
         protocol_prefix=protocol_prefix,
@@ -558,8 +638,13 @@ def create_handler(
 # ----------------------------------------------------------------- helpers
 
 
-def _normalize_origin(origin: str) -> str:
-    return origin.strip().rstrip("/").lower()
+def _host_header(request: web.BaseRequest) -> str | None:
+    """The request's ``Host`` (``request.host``, which a proxy middleware may
+    have replaced), or ``None`` without a Host header: aiohttp's fallback for
+    that case is this machine's name, looked up with a blocking call."""
+    if "Host" not in request.headers:
+        return None
+    return request.host
 
 
 def _lower_headers(items: Iterable[tuple[str, str]]) -> Mapping[str, str]:

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from wskit.aiohttp._hosts import LOOPBACK_HOSTS, is_loopback
 from wskit.aiohttp.handler import Authenticate, ConnectionHook, WebSocketHandler, create_handler
 from wskit.core.connection import HeartbeatOptions, OverflowPolicy
 from wskit.core.router import Router
@@ -61,6 +62,7 @@ def create_app(
     max_buffered_bytes: int | None = None,
     overflow: OverflowPolicy | None = None,
     allowed_origins: Sequence[str] | None = None,
+    allowed_hosts: Sequence[str] | None = None,
     max_connections: int | None = None,
     protocols: Sequence[str] = (),
     compress: bool = False,
@@ -83,6 +85,7 @@ def create_app(
         max_buffered_bytes=max_buffered_bytes,
         overflow=overflow,
         allowed_origins=allowed_origins,
+        allowed_hosts=allowed_hosts,
         max_connections=max_connections,
         protocols=protocols,
         compress=compress,
@@ -121,7 +124,16 @@ async def serve_async(
     gracefully: every WebSocket gets close 1001 and ``on_close`` runs once each.
 
     ``on_ready(urls)`` runs once listening (default: print the URLs).
+
+    On a loopback ``host`` (``127.0.0.1``, ``::1``, ``localhost``), the handler
+    :func:`create_app` mounted (``app[HANDLER_KEY]``) answers only requests
+    whose ``Host`` is ``localhost``, ``127.0.0.1`` or ``[::1]`` (any port)
+    unless it was given ``allowed_hosts``: a web page cannot then reach the
+    local server through a DNS-rebinding name.
     """
+    handler = app.get(HANDLER_KEY)
+    if handler is not None and is_loopback(host):
+        handler._default_hosts(LOOPBACK_HOSTS)
     runner = web.AppRunner(
         app,
         handle_signals=False,
@@ -168,6 +180,7 @@ def serve(
     max_buffered_bytes: int | None = None,
     overflow: OverflowPolicy | None = None,
     allowed_origins: Sequence[str] | None = None,
+    allowed_hosts: Sequence[str] | None = None,
     max_connections: int | None = None,
     protocols: Sequence[str] = (),
     compress: bool = False,
@@ -179,7 +192,9 @@ def serve(
     """Serve ``router`` at ``ws://host:port/path`` until SIGINT/SIGTERM.
 
     Blocks. ``app`` lets you add your own routes (static files, health
-    checks) first. Handler options: :func:`create_handler`.
+    checks) first. Handler options: :func:`create_handler`. Without
+    ``allowed_hosts``, a loopback ``host`` serves only the loopback names
+    (see :func:`serve_async`); on other addresses, set ``allowed_hosts``.
     """
     application = create_app(
         router,
@@ -193,6 +208,7 @@ def serve(
         max_buffered_bytes=max_buffered_bytes,
         overflow=overflow,
         allowed_origins=allowed_origins,
+        allowed_hosts=allowed_hosts,
         max_connections=max_connections,
         protocols=protocols,
         compress=compress,
@@ -200,10 +216,30 @@ def serve(
         send_timeout=send_timeout,
         shutdown_timeout=shutdown_timeout,
     )
+    _run(
+        application,
+        host=host,
+        port=port,
+        path=path,
+        shutdown_timeout=shutdown_timeout,
+        on_ready=on_ready,
+    )
+
+
+def _run(
+    app: web.Application,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 3000,
+    path: str = "/",
+    shutdown_timeout: float = 10.0,
+    on_ready: Callable[[list[str]], None] | None = None,
+) -> None:
+    """:func:`serve_async` in a new event loop; blocks until SIGINT/SIGTERM."""
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
             serve_async(
-                application,
+                app,
                 host=host,
                 port=port,
                 path=path,
