@@ -99,6 +99,12 @@ def app() -> App:
 
 
 @pytest.fixture
+def make_app() -> Callable[..., App]:
+    """``make_app(**router_options)``: an :class:`App` with other router options."""
+    return App
+
+
+@pytest.fixture
 async def start() -> AsyncIterator[Callable[..., Awaitable[LoopbackServer]]]:
     """``await start(router, path="/ws", **handler_options)`` → a running server."""
     async with contextlib.AsyncExitStack() as stack:

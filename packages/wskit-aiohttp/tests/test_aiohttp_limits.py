@@ -201,3 +201,58 @@ async def test_direct_sends_use_aiohttp_sync_writer(
         assert await recv(ws) == {"type": "PONG", "meta": {}, "payload": {"reply": "direct"}}
         (session_state,) = server.handler._sessions.values()
         assert session_state.transport._writer not in (None, False)
+
+
+Hold = message("HOLD")
+Sink = message("SINK", i=int, data=str)
+
+
+async def test_a_full_inbound_queue_stops_reading_and_slows_the_sender(
+    make_app: Any, start: Any, session: aiohttp.ClientSession, wait_for: Any
+) -> None:
+    app = make_app(max_inbound_messages=100)
+    release = asyncio.Event()
+    held = asyncio.Event()
+    handled: list[int] = []
+
+    @app.router.on(Hold)
+    async def hold(ctx: Any) -> None:
+        held.set()
+        await release.wait()
+
+    @app.router.on(Sink)
+    async def sink(ctx: Any) -> None:
+        handled.append(ctx.payload.i)
+
+    server = await start(app.router)
+    count, data = 20_000, "y" * 1000  # 20 MB: more than the kernel's socket buffers hold
+    async with session.ws_connect(server.url) as ws:
+        await ws.send_str(json.dumps({"type": "HOLD"}))
+        await wait_for(held.wait())
+        (conn,) = server.handler.connections
+
+        async def flood() -> None:
+            for i in range(count):
+                await ws.send_str(json.dumps({"type": "SINK", "payload": {"i": i, "data": data}}))
+
+        sender = asyncio.create_task(flood())
+        # The server queues up to its bound, then stops reading that socket.
+        await wait_for(_until(lambda: conn.inbound_full))
+        # The sender is slowed down by TCP: its own write buffer fills up and it waits.
+        writer = ws._writer.transport
+        await wait_for(_until(lambda: writer.get_write_buffer_size() > 64 * 1024))
+        assert not sender.done()
+        assert len(conn._inbox) == 100
+        assert handled == []
+        release.set()
+        await wait_for(sender)
+        await wait_for(_until(lambda: len(handled) == count))
+        assert handled == list(range(count))
+        assert conn._inbox_bytes == 0
+        assert app.errors == []
+
+
+async def _until(condition: Any) -> None:
+    """Poll ``condition()`` every millisecond (callers bound it with wait_for)."""
+    while not condition():
+        await asyncio.sleep(0.001)

@@ -1,4 +1,5 @@
-"""SPEC §3 over real sockets: every inbound frame kind gets its answer on the wire."""
+"""Over real sockets: every kind of inbound frame gets its answer on the wire, odd but
+legal input included, and the connection stays usable."""
 
 from __future__ import annotations
 
@@ -182,6 +183,98 @@ TABLE: list[tuple[str, str | bytes, list[dict[str, Any]]]] = [
         "binary frame",
         b'{"type": "PING", "payload": {"text": "bin"}}',
         [{"type": "PONG", "meta": {}, "payload": {"reply": "bin"}}],
+    ),
+    (
+        "nested 1,000 deep",
+        '{"type": "PING", "payload": {"text": ' + "[" * 998 + "]" * 998 + "}}",
+        [
+            {
+                "type": "ERROR",
+                "meta": {},
+                "payload": {
+                    "code": "INVALID_ARGUMENT",
+                    "message": "Invalid message: nesting too deep (at most 128 levels)",
+                },
+            }
+        ],
+    ),
+    (
+        "nested 100,000 deep",
+        '{"type": "PING", "payload": {"text": ' + "[" * 100_000 + "]" * 100_000 + "}}",
+        [
+            {
+                "type": "ERROR",
+                "meta": {},
+                "payload": {
+                    "code": "INVALID_ARGUMENT",
+                    "message": "Invalid message: nesting too deep (at most 128 levels)",
+                },
+            }
+        ],
+    ),
+    (
+        "lone surrogate echoed",
+        '{"type": "PING", "payload": {"text": "a\\ud800"}}',
+        [{"type": "PONG", "meta": {}, "payload": {"reply": "a\ud800"}}],
+    ),
+    (
+        "lone surrogate in an RPC",
+        '{"type": "GET_USER", "meta": {"correlationId": "s1"}, "payload": {"userId": "\\udfff"}}',
+        [
+            {"type": "$ws:rpc-progress", "meta": {"correlationId": "s1"}, "payload": {"name": "partial"}},
+            {"type": "USER_DATA", "meta": {"correlationId": "s1"}, "payload": {"name": "user \udfff"}},
+        ],
+    ),
+    (
+        "lone surrogate in an unknown key",
+        '{"type": "PING", "payload": {"text": "x", "\\ud800": 1}}',
+        [
+            {
+                "type": "ERROR",
+                "meta": {},
+                "payload": {
+                    "code": "INVALID_ARGUMENT",
+                    "message": "Invalid PING message",
+                    "details": {"issues": [{"path": ["payload", "\ud800"], "message": "Unrecognized key"}]},
+                },
+            }
+        ],
+    ),
+    (
+        "number out of range",
+        '{"type": "PING", "payload": {"text": 1e400}}',
+        [
+            {
+                "type": "ERROR",
+                "meta": {},
+                "payload": {
+                    "code": "INVALID_ARGUMENT",
+                    "message": "Invalid message: a number is out of range",
+                },
+            }
+        ],
+    ),
+    (
+        "timeoutMs with 310 digits",
+        '{"type": "GET_USER", "meta": {"correlationId": "t1", "timeoutMs": ' + "9" * 310 + '}, "payload": {"userId": "u"}}',
+        [
+            {
+                "type": "RPC_ERROR",
+                "meta": {"correlationId": "t1"},
+                "payload": {
+                    "code": "INVALID_ARGUMENT",
+                    "message": "Invalid GET_USER message",
+                    "details": {
+                        "issues": [
+                            {
+                                "path": ["meta", "timeoutMs"],
+                                "message": "Expected a positive integer of milliseconds, at most 2147483647",
+                            }
+                        ]
+                    },
+                },
+            }
+        ],
     ),
 ]
 

@@ -1,6 +1,6 @@
 """The aiohttp request handler that serves one router over WebSockets.
 
-The handler only moves frames: every protocol decision (SPEC §3 answers,
+The handler only moves frames: every protocol decision (the answer to every kind of frame,
 ordering, the outbound FIFO and its overflow policy, heartbeat timers, RPC
 deadlines) is made by :class:`wskit.core.Connection`. Per request it:
 
@@ -12,8 +12,9 @@ deadlines) is made by :class:`wskit.core.Connection`. Per request it:
 2. upgrades (echoing the chosen subprotocol), creates the connection with
    ``router.connect()``, starts ``conn.pump(transport)`` in a task and runs
    ``await conn.open()``;
-3. feeds every TEXT/BINARY frame to ``conn.receive()`` in arrival order,
-   answers PINGs, reports PONGs (``autoping`` is off so the core sees them);
+3. feeds every TEXT/BINARY frame to ``conn.receive()`` in arrival order
+   (pausing while the connection's inbound queue is full), answers PINGs,
+   reports PONGs (``autoping`` is off so the core sees them);
 4. when the socket closes, awaits ``conn.handle_close(code, reason)`` once.
 """
 
@@ -486,7 +487,11 @@ class WebSocketHandler(Generic[D]):
                 msg = await ws.receive()
                 kind = msg.type
                 if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
-                    receive(msg.data)
+                    if not receive(msg.data):
+                        # The inbound queue is full: stop reading until the handlers
+                        # catch up. aiohttp's reader then pauses the socket, and TCP
+                        # flow control slows the sender down.
+                        await conn.inbound_room()
                 elif kind is WSMsgType.PING:
                     conn.handle_pong()  # any sign of life counts
                     await ws.pong(msg.data)
