@@ -221,8 +221,16 @@ TABLE: list[tuple[str, str | bytes, list[dict[str, Any]]]] = [
         "lone surrogate in an RPC",
         '{"type": "GET_USER", "meta": {"correlationId": "s1"}, "payload": {"userId": "\\udfff"}}',
         [
-            {"type": "$ws:rpc-progress", "meta": {"correlationId": "s1"}, "payload": {"name": "partial"}},
-            {"type": "USER_DATA", "meta": {"correlationId": "s1"}, "payload": {"name": "user \udfff"}},
+            {
+                "type": "$ws:rpc-progress",
+                "meta": {"correlationId": "s1"},
+                "payload": {"name": "partial"},
+            },
+            {
+                "type": "USER_DATA",
+                "meta": {"correlationId": "s1"},
+                "payload": {"name": "user \udfff"},
+            },
         ],
     ),
     (
@@ -235,7 +243,9 @@ TABLE: list[tuple[str, str | bytes, list[dict[str, Any]]]] = [
                 "payload": {
                     "code": "INVALID_ARGUMENT",
                     "message": "Invalid PING message",
-                    "details": {"issues": [{"path": ["payload", "\ud800"], "message": "Unrecognized key"}]},
+                    "details": {
+                        "issues": [{"path": ["payload", "\ud800"], "message": "Unrecognized key"}]
+                    },
                 },
             }
         ],
@@ -256,7 +266,9 @@ TABLE: list[tuple[str, str | bytes, list[dict[str, Any]]]] = [
     ),
     (
         "timeoutMs with 310 digits",
-        '{"type": "GET_USER", "meta": {"correlationId": "t1", "timeoutMs": ' + "9" * 310 + '}, "payload": {"userId": "u"}}',
+        '{"type": "GET_USER", "meta": {"correlationId": "t1", "timeoutMs": '
+        + "9" * 310
+        + '}, "payload": {"userId": "u"}}',
         [
             {
                 "type": "RPC_ERROR",
@@ -268,7 +280,10 @@ TABLE: list[tuple[str, str | bytes, list[dict[str, Any]]]] = [
                         "issues": [
                             {
                                 "path": ["meta", "timeoutMs"],
-                                "message": "Expected a positive integer of milliseconds, at most 2147483647",
+                                "message": (
+                                    "Expected a positive integer of milliseconds, "
+                                    "at most 2147483647"
+                                ),
                             }
                         ]
                     },
