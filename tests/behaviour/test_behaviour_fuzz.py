@@ -20,6 +20,7 @@ number of frames checked is printed at the end)::
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import json
 import math
@@ -397,3 +398,65 @@ async def test_every_frame_is_answered_and_nothing_breaks(
         conn.send(app.Ping, {"text": "alive"})
         await h.flush()
         assert conn.payloads(app.Pong) == [{"reply": "alive"}]
+
+
+# ------------------------------------------------------------ over real sockets
+
+SOCKET_FUZZ = settings(FUZZ, max_examples=max(10, _EXAMPLES // 5))
+
+
+@SOCKET_FUZZ
+@given(batch=st.lists(frames(), min_size=1, max_size=FRAMES_PER_EXAMPLE))
+async def test_every_frame_is_answered_over_a_socket(
+    app_factory: Any, batch: list[str | bytes]
+) -> None:
+    import aiohttp
+
+    from wskit.aiohttp import create_app
+    from wskit.aiohttp.testing import loopback_server
+
+    app = app_factory()
+    router = fuzz_app(app)
+    failures: list[BaseException] = []
+    router.observe(lambda exc, info: None if _expected(exc) else failures.append(exc))
+    async with (
+        loopback_server(create_app(router, path="/ws"), path="/ws") as server,
+        aiohttp.ClientSession() as session,
+        session.ws_connect(server.url) as ws,
+    ):
+        for n, frame in enumerate(batch):
+            if isinstance(frame, str) and not _utf8(frame):
+                # A str with lone surrogates cannot be a text frame: send its bytes.
+                frame = frame.encode("utf-8", "surrogatepass")
+            if isinstance(frame, bytes):
+                await ws.send_bytes(frame)
+            else:
+                await ws.send_str(frame)
+            marker = f"marker-{n}"
+            await ws.send_str(json.dumps({"type": "PING", "payload": {"text": marker}}))
+            got: list[dict[str, Any]] = []
+            raw: list[str] = []
+            while True:  # the answer to the frame is everything before the marker's PONG
+                msg = await asyncio.wait_for(ws.receive(), 10.0)
+                assert msg.type is aiohttp.WSMsgType.TEXT, (frame[:200], msg)
+                parsed = json.loads(msg.data)
+                if parsed == {"type": "PONG", "meta": {}, "payload": {"reply": marker}}:
+                    break
+                got.append(parsed)
+                raw.append(msg.data)
+            check_answer(frame, got, raw)
+    assert failures == []
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _expected(exc: BaseException) -> bool:
+    from wskit.core import RpcError
+
+    return isinstance(exc, RpcError) and exc.code != "INTERNAL"
