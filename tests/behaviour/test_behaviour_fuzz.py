@@ -372,7 +372,12 @@ def check_answer(frame: str | bytes, got: list[dict[str, Any]], raw: list[str]) 
                 issues = f["payload"]["details"]["issues"]
                 assert issues, f
         if expect.correlation_id is not None:
-            assert f["meta"].get("correlationId") == expect.correlation_id, (frame[:300], f)
+            # Surrogate code points that form a pair come back as the one character
+            # they encode (as every UTF-16 peer, JavaScript included, reads them).
+            paired = expect.correlation_id.encode("utf-16", "surrogatepass").decode(
+                "utf-16", "surrogatepass"
+            )
+            assert f["meta"].get("correlationId") == paired, (frame[:300], f)
 
 
 @FUZZ
