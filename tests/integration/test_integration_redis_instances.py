@@ -78,9 +78,7 @@ async def instances(redis_server: RedisServer, count: int) -> AsyncIterator[list
         for _ in range(count):
             client = redis.Redis.from_url(redis_server.url)
             stack.push_async_callback(client.aclose)
-            adapter = redis_pubsub(
-                client, channel_prefix="it:", reconnect_initial_ms=10, reconnect_max_ms=200
-            )
+            adapter = redis_pubsub(client, channel_prefix="it:")  # library defaults
             router = make_router(adapter, client)
             stack.push_async_callback(get_pubsub(router).close)
             app = create_app(
@@ -183,7 +181,7 @@ async def test_redis_restart_mid_stream(redis_server: RedisServer) -> None:
             assert not any(i.adapter.health().connected for i in insts)
 
             await redis_server.start()
-            await asyncio.gather(*(i.adapter.wait_connected(TIMEOUT) for i in insts))
+            await asyncio.gather(*(i.adapter.wait_publish_ready(TIMEOUT) for i in insts))
             assert all(i.adapter.health().reconnects == 1 for i in insts)
             for n in range(20, 30):
                 assert (await say(n))["ok"]
