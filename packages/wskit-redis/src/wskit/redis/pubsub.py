@@ -79,9 +79,9 @@ _log = logging.getLogger("wskit.redis")
 
 _EMPTY: Final[frozenset[str]] = frozenset()
 _ADAPTER: Final = "redis"
-#: Causes of publishes refused because this instance is not subscribed.
-SUBSCRIBER_DOWN: Final = "subscriber down"
-RESUME_GRACE: Final = "resume grace"
+# Causes (details.cause) of publishes refused because this instance is not subscribed.
+_SUBSCRIBER_DOWN: Final = "subscriber down"
+_RESUME_GRACE: Final = "resume grace"
 # The backoff exponent stops growing here (the delay is capped long before).
 _MAX_EXPONENT: Final = 30
 # "scheme://user:password@" -> "scheme://***@" in anything logged.
@@ -160,8 +160,9 @@ class RedisPubSub:
       100 ms, so Redis coming back is noticed within about 100 ms).
     - ``resume_grace_ms``: after an outage, publishes keep failing this long
       once this instance re-subscribed, so that peers probing at the same pace
-      are subscribed again before anything is reported ``ok`` (default: the
-      value of ``reconnect_max_ms``; 0 turns it off).
+      are subscribed again before anything is reported ``ok`` (default: twice
+      ``reconnect_max_ms``, a peer's next probe plus as long again to connect
+      and confirm its ``SUBSCRIBE``; 0 turns it off).
     - ``failure_log_interval``: seconds between two WARNING records about
       failed publishes (default 10; the failures in between are counted in the
       next record).
@@ -188,7 +189,7 @@ class RedisPubSub:
         if reconnect_initial_ms <= 0 or reconnect_max_ms < reconnect_initial_ms:
             raise ValueError("need 0 < reconnect_initial_ms <= reconnect_max_ms")
         if resume_grace_ms is None:
-            resume_grace_ms = reconnect_max_ms
+            resume_grace_ms = 2 * reconnect_max_ms
         if resume_grace_ms < 0 or failure_log_interval < 0:
             raise ValueError("resume_grace_ms and failure_log_interval must not be negative")
         self._client = client
@@ -576,7 +577,7 @@ class RedisPubSub:
         # Why publish() must not send now (None: it may). Before start() it may.
         if self._state == "idle" or self._publishing.is_set():
             return None
-        return RESUME_GRACE if self._ready.is_set() else SUBSCRIBER_DOWN
+        return _RESUME_GRACE if self._ready.is_set() else _SUBSCRIBER_DOWN
 
     def _on_message(self, channel: str, data: Any) -> None:
         self._received += 1
