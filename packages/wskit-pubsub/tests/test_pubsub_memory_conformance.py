@@ -8,6 +8,7 @@ from wskit.pubsub import MemoryPubSub
 from wskit.pubsub.testing import (
     AdapterConformance,
     AdapterFactory,
+    BackendOutage,
     DistributedAdapterConformance,
     InProcessBroker,
 )
@@ -24,5 +25,13 @@ class TestInProcessBrokerConformance(DistributedAdapterConformance):
     (keeps the suite itself honest before a real broker adapter uses it)."""
 
     @pytest.fixture
-    def make_adapter(self) -> AdapterFactory:
-        return InProcessBroker().adapter
+    def broker(self) -> InProcessBroker:
+        return InProcessBroker()
+
+    @pytest.fixture
+    def make_adapter(self, broker: InProcessBroker) -> AdapterFactory:
+        return broker.adapter
+
+    @pytest.fixture
+    def backend_outage(self, broker: InProcessBroker) -> BackendOutage:
+        return BackendOutage(stop=broker.stop, start=broker.start)

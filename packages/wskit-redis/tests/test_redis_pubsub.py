@@ -123,11 +123,12 @@ async def test_outage_fails_publishes_then_reconnects_and_resubscribes(
     assert b.subscribers("new-topic-while-down") == frozenset()
 
     await redis_server.start()
-    await asyncio.gather(a.wait_connected(10), b.wait_connected(10))
+    await asyncio.gather(a.wait_publish_ready(10), b.wait_publish_ready(10))
     health = b.health()
-    assert health.connected and health.state == "connected"
+    assert health.connected and health.state == "connected" and health.publish_ready
     assert health.reconnects == 1 and health.consecutive_failures == 0
     assert health.last_error is not None
+    assert health.last_outage_ms is not None and health.last_outage_ms > 0
     assert await channels(redis_client) == {"t:live"}  # re-subscribed
     assert (await a.publish(env("live", n=7))).ok
     await sink_b.wait_for(lambda: len(sink_b.envelopes) == 2, 5)

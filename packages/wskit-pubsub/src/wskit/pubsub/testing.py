@@ -22,13 +22,23 @@ The suite closes every adapter it created. Distributed adapters' deliveries
 are awaited (up to ``delivery_timeout`` seconds, never by sleeping) and
 "exactly once" is proven by publishing a marker message afterwards on the same
 topic and channel order. Local adapters must report exact counts.
+
+To check how a distributed adapter behaves while its broker is down, also
+override the ``backend_outage`` fixture with a :class:`BackendOutage` that
+stops and restarts the shared backend (without it, that test is skipped)::
+
+        @pytest.fixture
+        def backend_outage(self, redis_server):  # a wskit.redis.testing.RedisServer
+            return BackendOutage(stop=redis_server.kill, start=redis_server.start)
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pytest
@@ -38,11 +48,13 @@ from wskit.core.schema import MessageSchema, define_message
 from wskit.core.testing import Harness
 from wskit.pubsub._provider import get_pubsub
 from wskit.pubsub.adapter import PublishEnvelope, PubSubAdapter
+from wskit.pubsub.errors import BackendUnavailable
 from wskit.pubsub.memory import MemoryPubSub
 
 __all__ = [
     "AdapterConformance",
     "AdapterFactory",
+    "BackendOutage",
     "DeliverySink",
     "DistributedAdapterConformance",
     "InProcessBroker",
@@ -50,6 +62,16 @@ __all__ = [
 ]
 
 AdapterFactory = Callable[[], "PubSubAdapter | Awaitable[PubSubAdapter]"]
+
+
+@dataclass(frozen=True, slots=True)
+class BackendOutage:
+    """Takes the backend shared by a conformance test's adapters down
+    (``stop``: every instance loses its connection) and brings it back on the
+    same address (``start``, returning once the backend answers)."""
+
+    stop: Callable[[], Awaitable[None]]
+    start: Callable[[], Awaitable[None]]
 
 
 class RecordingAdapter:
@@ -101,13 +123,24 @@ class InProcessBroker:
     ``broker.adapter()`` returns a new distributed adapter (one per simulated
     server instance). Like a real broker it is asynchronous (deliveries run on
     a later loop iteration), carries envelopes as JSON, and forwards a topic
-    only to instances with local subscribers to it.
+    only to instances with local subscribers to it. ``await broker.stop()``
+    simulates an outage (publishes fail with ``ADAPTER_ERROR``, new
+    subscriptions raise ``BackendUnavailable``) until ``await broker.start()``.
     """
 
     def __init__(self) -> None:
         self.instances: list[_BrokerAdapter] = []
         #: JSON messages the broker carried, in order.
         self.wire: list[str] = []
+        self.down = False
+
+    async def stop(self) -> None:
+        """Simulate an outage."""
+        self.down = True
+
+    async def start(self) -> None:
+        """End the outage (subscriptions held before it are still there)."""
+        self.down = False
 
     def adapter(self) -> _BrokerAdapter:
         adapter = _BrokerAdapter(self)
@@ -148,11 +181,17 @@ class _BrokerAdapter:
         self._deliver = None
 
     async def publish(self, envelope: PublishEnvelope) -> PublishResult:
+        if self._broker.down:
+            return PublishResult.failure(
+                "ADAPTER_ERROR", retryable=True, adapter=self.name, details={"cause": "down"}
+            )
         receivers = self._broker._route(envelope.to_json(), envelope.topic)
         del receivers  # instances, not subscribers: the count is unknown
         return PublishResult.success("unknown")
 
     async def subscribe(self, client_id: str, topic: str) -> None:
+        if self._broker.down and topic not in self._channels:
+            raise BackendUnavailable("in-process broker down", {"topic": topic})
         await self._local.subscribe(client_id, topic)
         self._channels.add(topic)
 
@@ -354,7 +393,19 @@ class AdapterConformance:
 class DistributedAdapterConformance(AdapterConformance):
     """The conformance suite plus the rules of distributed adapters (those with
     ``start(deliver)``): every instance, the publisher included, delivers to its
-    own subscribers exactly once. Subclass it for broker-backed adapters."""
+    own subscribers exactly once. Subclass it for broker-backed adapters.
+
+    Attributes a subclass may override: ``recovery_timeout`` (seconds an
+    adapter may take to recover once the backend is back).
+    """
+
+    recovery_timeout: ClassVar[float] = 10.0
+
+    @pytest.fixture
+    def backend_outage(self) -> BackendOutage | None:
+        """Override: stop and restart the backend ``make_adapter`` uses (see
+        :class:`BackendOutage`); ``None`` skips the outage test."""
+        return None
 
     # ----------------------------------------------------------- distributed
 
@@ -405,3 +456,56 @@ class DistributedAdapterConformance(AdapterConformance):
         await sink_b.wait_for(lambda: "MARKER" in sink_b.types(), self.delivery_timeout)
         assert sink_b.types() == ["MARKER"]
         assert sink_a.types() == []
+
+    # ---------------------------------------------------------------- outage
+
+    async def test_publish_fails_retryably_during_an_outage_and_recovers(
+        self,
+        new_adapter: Callable[[], Awaitable[PubSubAdapter]],
+        backend_outage: BackendOutage | None,
+    ) -> None:
+        if backend_outage is None:
+            pytest.skip("override the backend_outage fixture to check outage behaviour")
+        a, sink_a = await self._distributed_adapter(new_adapter)
+        b, sink_b = await self._distributed_adapter(new_adapter)
+        await a.subscribe("a1", "conf:outage")
+        await b.subscribe("b1", "conf:outage")
+        assert (await a.publish(_env("conf:outage", "BEFORE"))).ok
+        await sink_a.wait_for(lambda: "BEFORE" in sink_a.types(), self.delivery_timeout)
+        await sink_b.wait_for(lambda: "BEFORE" in sink_b.types(), self.delivery_timeout)
+
+        await backend_outage.stop()
+        for n in range(10):  # reported, never raised, never ok (paced: a 0.2 s outage)
+            during = await a.publish(_env("conf:outage", "DURING", str(n)))
+            assert (during.ok, during.error, during.retryable) == (False, "ADAPTER_ERROR", True)
+            await asyncio.sleep(0.02)
+
+        await backend_outage.start()
+        # Retry (paced, bounded) until a publish is accepted. An accepted publish
+        # reaches the publishing instance's own subscribers: its subscriptions
+        # are restored before it reports ok again.
+        accepted = await self._publish_until_ok(a, "AFTER")
+        await sink_a.wait_for(
+            lambda: any(e.payload == {"text": accepted} for e in sink_a.envelopes),
+            self.delivery_timeout,
+        )
+        # The peer restores its subscriptions by itself (nobody re-subscribes).
+        deadline = time.monotonic() + self.recovery_timeout
+        while "AFTER" not in sink_b.types():
+            assert time.monotonic() < deadline, "the peer never received again"
+            await a.publish(_env("conf:outage", "AFTER", "peer"))
+            await asyncio.sleep(0.01)
+        assert set(a.subscribers("conf:outage")) == {"a1"}
+        assert set(b.subscribers("conf:outage")) == {"b1"}
+
+    async def _publish_until_ok(self, adapter: PubSubAdapter, message_type: str) -> str:
+        deadline = time.monotonic() + self.recovery_timeout
+        for attempt in range(100_000):
+            text = f"attempt-{attempt}"
+            result = await adapter.publish(_env("conf:outage", message_type, text))
+            if result.ok:
+                return text
+            assert (result.error, result.retryable) == ("ADAPTER_ERROR", True), result
+            assert time.monotonic() < deadline, "publishes never succeeded again"
+            await asyncio.sleep(0.01)
+        raise AssertionError("publishes never succeeded again")

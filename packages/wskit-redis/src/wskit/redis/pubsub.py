@@ -24,19 +24,29 @@ How it works:
   subscriber arrives (and waits for Redis to confirm it) and ``UNSUBSCRIBE``\\ s
   when the last one leaves: no ``PSUBSCRIBE`` firehose.
 - Every instance, the publisher included, receives each message from Redis and
-  delivers it to its own subscribers: exactly once per subscriber, and a
-  message is never delivered locally before Redis accepted it.
+  delivers it to its own subscribers: at most once per subscriber (Redis
+  pub/sub stores nothing and retries nothing), and a message is never
+  delivered locally before Redis accepted it.
 - ``publish`` returns ``ok`` (capability ``"unknown"``) once Redis accepted the
-  message; any failure (Redis down, timeout, too many waiting publishes)
-  returns ``ADAPTER_ERROR``/``BACKPRESSURE``, retryable, and is counted in
-  :meth:`RedisPubSub.health`. Nothing is swallowed. A failed publish may still
-  have reached Redis if the connection broke after the write (at most once
-  is not promised across a failure; the result says "not confirmed").
-- When the subscriber connection breaks, the instance reconnects with
-  exponential backoff and full jitter (``min(max, initial * 2**(n-1))``) and
-  re-subscribes every topic that still has local subscribers. Messages
-  published while it was disconnected are not replayed (Redis pub/sub keeps
-  nothing). ``health()`` and ``wait_connected()`` make this observable.
+  message; any failure (Redis down, timeout, too many waiting publishes, this
+  instance not subscribed) returns ``ADAPTER_ERROR``/``BACKPRESSURE``,
+  retryable, and is counted in :meth:`RedisPubSub.health`. Nothing is
+  swallowed. A failed publish may still have reached Redis if the connection
+  broke after the write (the result says "not confirmed").
+- When the subscriber connection breaks, the instance probes Redis at once and
+  then with a short, bounded backoff (exponential from ``reconnect_initial_ms``
+  up to ``reconnect_max_ms``, full jitter); the first connection that succeeds
+  re-subscribes every topic that still has local subscribers. Until Redis
+  confirmed that, and for ``resume_grace_ms`` more (the time peers with the
+  same settings need to notice Redis is back and re-subscribe too), publishes
+  are refused with ``ADAPTER_ERROR`` without being sent. Messages published
+  while an instance was not subscribed are not replayed to it.
+- State changes are logged on the ``wskit.redis`` logger: the subscriber
+  connection lost (WARNING), restored (INFO, with the channels re-subscribed
+  and the outage duration), failed publishes (WARNING, at most one record per
+  ``failure_log_interval`` seconds with a count of the others). Credentials
+  are never logged. ``health()``, ``wait_connected()`` and
+  ``wait_publish_ready()`` make the state observable.
 """
 
 from __future__ import annotations
@@ -45,6 +55,8 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
+import time
 from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -67,8 +79,23 @@ _log = logging.getLogger("wskit.redis")
 
 _EMPTY: Final[frozenset[str]] = frozenset()
 _ADAPTER: Final = "redis"
+# Causes (details.cause) of publishes refused because this instance is not subscribed.
+_SUBSCRIBER_DOWN: Final = "subscriber down"
+_RESUME_GRACE: Final = "resume grace"
+# The backoff exponent stops growing here (the delay is capped long before).
+_MAX_EXPONENT: Final = 30
+# "scheme://user:password@" -> "scheme://***@" in anything logged.
+_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/@]*@")
 
 State = Literal["idle", "connecting", "connected", "reconnecting", "closed"]
+
+
+def _redact(text: str) -> str:
+    return _CREDENTIALS.sub(r"\1***@", text)
+
+
+def _describe(exc: BaseException) -> str:
+    return _redact(f"{type(exc).__name__}: {exc}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,13 +103,17 @@ class RedisPubSubHealth:
     """A snapshot of one instance's Redis pub/sub state.
 
     ``connected``: the subscriber connection is up and every topic with local
-    subscribers is subscribed at Redis. ``state``: ``"idle"`` (not started),
+    subscribers is subscribed at Redis. ``publish_ready``: ``publish()`` sends
+    to Redis now (false while the subscriber is down or re-subscribing, during
+    the resume grace, and once closed). ``state``: ``"idle"`` (not started),
     ``"connecting"``, ``"connected"``, ``"reconnecting"`` (after a failure,
-    backing off) or ``"closed"``. ``reconnects``: successful reconnections
-    after a failure. ``consecutive_failures``: failed connection attempts since
-    the last success. Counters: ``published``/``publish_failures`` (publish
-    results), ``received`` (messages from Redis), ``decode_errors`` (messages
-    that were not a valid envelope; dropped).
+    probing) or ``"closed"``. ``reconnects``: outages recovered from (subscriber
+    lost, then re-subscribed). ``consecutive_failures``: failed connection
+    attempts since the last success. ``last_outage_ms``: how long the last
+    recovered outage lasted, from the connection lost to the re-subscription
+    confirmed. Counters: ``published``/``publish_failures`` (publish results),
+    ``received`` (messages from Redis), ``decode_errors`` (messages that were
+    not a valid envelope; dropped).
     """
 
     connected: bool
@@ -95,6 +126,8 @@ class RedisPubSubHealth:
     publish_failures: int
     received: int
     decode_errors: int
+    publish_ready: bool = False
+    last_outage_ms: float | None = None
 
 
 class _Publish:
@@ -117,12 +150,22 @@ class RedisPubSub:
 
     - ``channel_prefix``: prepended to every topic (default ``""``; use one per
       application sharing a Redis).
-    - ``command_timeout``: seconds to wait for Redis to accept a publish batch
-      or confirm a ``SUBSCRIBE`` (default 5).
+    - ``command_timeout``: seconds to wait for Redis to accept a publish batch,
+      confirm a ``SUBSCRIBE`` or accept a connection (default 5).
     - ``max_pending_publishes``: publishes waiting for the publisher connection
       beyond which ``publish`` returns ``BACKPRESSURE`` (default 10 000).
-    - ``reconnect_initial_ms`` / ``reconnect_max_ms``: subscriber reconnect
-      backoff (defaults 100 ms / 5 s), with full jitter.
+    - ``reconnect_initial_ms`` / ``reconnect_max_ms``: how often the subscriber
+      probes Redis while it is unreachable: at once, then after
+      ``min(max, initial * 2**(n-1))`` ms with full jitter (defaults 10 ms /
+      100 ms, so Redis coming back is noticed within about 100 ms).
+    - ``resume_grace_ms``: after an outage, publishes keep failing this long
+      once this instance re-subscribed, so that peers probing at the same pace
+      are subscribed again before anything is reported ``ok`` (default: twice
+      ``reconnect_max_ms``, a peer's next probe plus as long again to connect
+      and confirm its ``SUBSCRIBE``; 0 turns it off).
+    - ``failure_log_interval``: seconds between two WARNING records about
+      failed publishes (default 10; the failures in between are counted in the
+      next record).
     """
 
     name = _ADAPTER
@@ -134,8 +177,10 @@ class RedisPubSub:
         channel_prefix: str = "",
         command_timeout: float = 5.0,
         max_pending_publishes: int = 10_000,
-        reconnect_initial_ms: float = 100.0,
-        reconnect_max_ms: float = 5_000.0,
+        reconnect_initial_ms: float = 10.0,
+        reconnect_max_ms: float = 100.0,
+        resume_grace_ms: float | None = None,
+        failure_log_interval: float = 10.0,
     ) -> None:
         if not isinstance(channel_prefix, str):
             raise TypeError("channel_prefix must be a string")
@@ -143,32 +188,49 @@ class RedisPubSub:
             raise ValueError("command_timeout and max_pending_publishes must be positive")
         if reconnect_initial_ms <= 0 or reconnect_max_ms < reconnect_initial_ms:
             raise ValueError("need 0 < reconnect_initial_ms <= reconnect_max_ms")
+        if resume_grace_ms is None:
+            resume_grace_ms = 2 * reconnect_max_ms
+        if resume_grace_ms < 0 or failure_log_interval < 0:
+            raise ValueError("resume_grace_ms and failure_log_interval must not be negative")
         self._client = client
         self.channel_prefix = channel_prefix
         self.command_timeout = command_timeout
         self.max_pending_publishes = max_pending_publishes
         self.reconnect_initial_ms = reconnect_initial_ms
         self.reconnect_max_ms = reconnect_max_ms
+        self.resume_grace_ms = resume_grace_ms
+        self.failure_log_interval = failure_log_interval
         # Local index: topic -> client ids (topics here are subscribed at Redis).
         self._local: dict[str, set[str]] = {}
         self._lock = asyncio.Lock()
         self._deliver: DeliverFn | None = None
         self._state: State = "idle"
+        self._where = self._endpoint()
         # Subscriber side.
         self._sub: AbstractConnection | None = None
         self._sub_task: asyncio.Task[None] | None = None
-        self._ready = asyncio.Event()
+        self._ready = asyncio.Event()  # connected and every local topic subscribed
         self._confirm: dict[str, asyncio.Future[None]] = {}
-        self._ping_waiter: asyncio.Future[None] | None = None
+        self._resubscribing = 0  # channels in the last re-subscription
+        self._down_since: float | None = None  # monotonic time the subscriber was lost
+        # Publishing is refused from the subscriber loss until the resume grace ended.
+        self._publishing = asyncio.Event()
+        self._grace: asyncio.TimerHandle | None = None
         # Publisher side.
         self._pub: AbstractConnection | None = None
         self._pub_task: asyncio.Task[None] | None = None
+        self._pub_stale = False  # replace the publisher connection before the next batch
         self._queue: deque[_Publish] = deque()
         self._wakeup = asyncio.Event()
+        # Failed-publish log throttle.
+        self._fail_logged_at = -float("inf")
+        self._fail_unlogged = 0
+        self._fail_last_cause = ""
         # Health.
         self._reconnects = 0
         self._failures = 0
         self._last_error: str | None = None
+        self._last_outage_ms: float | None = None
         self._published = 0
         self._publish_failures = 0
         self._received = 0
@@ -184,6 +246,16 @@ class RedisPubSub:
             kwargs.pop("maint_notifications_config", None)
         conn: AbstractConnection = pool.connection_class(**kwargs)
         return conn
+
+    def _endpoint(self) -> str:
+        # Where Redis is, for log records: host:port/db or the socket path,
+        # never the username or password.
+        kw = self._client.connection_pool.connection_kwargs
+        if kw.get("path"):
+            where = str(kw["path"])
+        else:
+            where = f"{kw.get('host', 'localhost')}:{kw.get('port', 6379)}"
+        return _redact(f"{where}/{kw.get('db', 0)}")
 
     def channel(self, topic: str) -> str:
         """The Redis channel of a topic."""
@@ -202,12 +274,22 @@ class RedisPubSub:
             publish_failures=self._publish_failures,
             received=self._received,
             decode_errors=self._decode_errors,
+            publish_ready=self._state != "closed" and self._refusal() is None,
+            last_outage_ms=self._last_outage_ms,
         )
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         """Wait until the subscriber is connected and re-subscribed (raises
         ``TimeoutError`` after ``timeout`` seconds)."""
         await asyncio.wait_for(self._ready.wait(), timeout)
+
+    async def wait_publish_ready(self, timeout: float | None = None) -> None:
+        """Wait until ``publish()`` sends to Redis again: re-subscribed and the
+        resume grace over (raises ``TimeoutError`` after ``timeout`` seconds)."""
+        if self._state == "closed":
+            raise RuntimeError("RedisPubSub is closed")
+        if self._refusal() is not None:
+            await asyncio.wait_for(self._publishing.wait(), timeout)
 
     # -------------------------------------------------------------- lifecycle
 
@@ -244,6 +326,7 @@ class RedisPubSub:
             return
         self._state = "closed"
         self._ready.clear()
+        self._stop_publishing()
         for task in (self._sub_task, self._pub_task):
             if task is not None and not task.done():
                 task.cancel()
@@ -306,7 +389,7 @@ class RedisPubSub:
                 try:
                     await conn.send_command("UNSUBSCRIBE", self.channel(topic), check_health=False)
                 except Exception as exc:  # the reader notices and reconnects without it
-                    _log.debug("wskit.redis: UNSUBSCRIBE %s failed: %r", topic, exc)
+                    _log.debug("wskit.redis: UNSUBSCRIBE %s failed: %s", topic, _describe(exc))
 
     async def _broker_subscribe(self, topic: str) -> None:
         conn = self._sub
@@ -338,9 +421,6 @@ class RedisPubSub:
             if not waiter.done():
                 waiter.set_exception(exc)
                 waiter.exception()  # retrieved: no "never retrieved" warning
-        ping, self._ping_waiter = self._ping_waiter, None
-        if ping is not None and not ping.done():
-            ping.cancel()
 
     # ------------------------------------------------------------- subscriber
 
@@ -359,18 +439,15 @@ class RedisPubSub:
         # SUBSCRIBE every wanted channel, then PING: the pong arrives after all
         # confirmations, so "ready" means every topic is live again.
         self._ready.clear()
-        loop = asyncio.get_running_loop()
-        self._ping_waiter = ping = loop.create_future()
         channels = [self.channel(t) for t in self._local]
+        self._resubscribing = len(channels)
         commands: list[tuple[str, ...]] = []
         if channels:
             commands.append(("SUBSCRIBE", *channels))
         commands.append(("PING",))
         await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
-        del ping  # resolved by the reader
 
     async def _subscriber_loop(self, conn: AbstractConnection) -> None:
-        attempt = 0
         while True:
             try:
                 while True:
@@ -380,39 +457,61 @@ class RedisPubSub:
                 raise
             except Exception as exc:
                 self._connection_lost(conn, exc)
-            # Reconnect with backoff until it works (or close() cancels us).
-            while True:
-                attempt += 1
-                delay = min(self.reconnect_max_ms, self.reconnect_initial_ms * 2 ** (attempt - 1))
+            conn = await self._reconnect()
+
+    async def _reconnect(self) -> AbstractConnection:
+        # Probe at once, then with a short bounded backoff; the first connection
+        # that succeeds re-subscribes (the reader confirms it with the pong).
+        attempt = 0
+        while True:
+            if attempt:
+                exponent = min(attempt - 1, _MAX_EXPONENT)
+                delay = min(self.reconnect_max_ms, self.reconnect_initial_ms * 2**exponent)
                 await asyncio.sleep(random.uniform(0, delay) / 1000.0)
-                try:
-                    conn = await self._open_subscriber()
-                    async with self._lock:
-                        self._state = "connected"
-                        await self._resubscribe(conn)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    self._failures += 1
-                    self._last_error = f"{type(exc).__name__}: {exc}"
-                    self._state = "reconnecting"
-                    continue
-                self._reconnects += 1
-                self._failures = 0
-                attempt = 0
-                break
+            attempt += 1
+            conn: AbstractConnection | None = None
+            try:
+                conn = await self._open_subscriber()
+                async with self._lock:
+                    self._state = "connected"
+                    await self._resubscribe(conn)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._failures += 1
+                self._last_error = _describe(exc)
+                self._state = "reconnecting"
+                _log.debug("wskit.redis: reconnect %d failed: %s", attempt, self._last_error)
+                if conn is not None:
+                    if self._sub is conn:
+                        self._sub = None
+                    with contextlib.suppress(Exception):
+                        await conn.disconnect(nowait=True)
+                continue
+            return conn
 
     def _connection_lost(self, conn: AbstractConnection, exc: BaseException) -> None:
         if self._state == "closed":
             return
-        _log.warning("wskit.redis: subscriber connection lost (%r); reconnecting", exc)
         self._state = "reconnecting"
         self._ready.clear()
-        self._last_error = f"{type(exc).__name__}: {exc}"
+        self._stop_publishing()
+        self._pub_stale = True  # it very likely broke too: reconnect it before the next batch
+        self._last_error = _describe(exc)
         self._failures += 1
         if self._sub is conn:
             self._sub = None
         self._fail_confirmations(BackendUnavailable("Redis pub/sub: connection lost"))
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            _log.warning(
+                "wskit.redis: subscriber connection to %s lost (%s); publishes fail until "
+                "it is back and re-subscribed",
+                self._where,
+                self._last_error,
+            )
+        else:  # lost again while re-subscribing: the same outage
+            _log.debug("wskit.redis: subscriber connection lost again: %s", self._last_error)
 
     def _on_reply(self, reply: Any) -> None:
         if isinstance(reply, (bytes, str)):  # +PONG outside subscribed mode
@@ -431,13 +530,54 @@ class RedisPubSub:
             self._on_pong()
 
     def _on_pong(self) -> None:
-        ping, self._ping_waiter = self._ping_waiter, None
-        if ping is not None and not ping.done():
-            ping.set_result(None)
+        # The only PING is the one after (re-)subscribing: every channel is confirmed.
         if self._state == "connecting":
             self._state = "connected"
-        if self._state == "connected":
-            self._ready.set()
+        if self._state != "connected" or self._ready.is_set():
+            return
+        self._ready.set()
+        self._failures = 0
+        down, self._down_since = self._down_since, None
+        if down is None:  # the first connection (start)
+            self._start_publishing()
+            return
+        self._reconnects += 1
+        self._last_outage_ms = (time.monotonic() - down) * 1000.0
+        grace = self.resume_grace_ms
+        _log.info(
+            "wskit.redis: subscriber connection to %s restored after %.3f s: re-subscribed "
+            "%d channel(s); publishing resumes in %.0f ms",
+            self._where,
+            self._last_outage_ms / 1000.0,
+            self._resubscribing,
+            grace,
+        )
+        if grace > 0:
+            self._grace = asyncio.get_running_loop().call_later(
+                grace / 1000.0, self._start_publishing
+            )
+        else:
+            self._start_publishing()
+
+    def _start_publishing(self) -> None:
+        self._grace = None
+        if self._state != "connected" or not self._ready.is_set():
+            return
+        self._publishing.set()
+        if self._fail_unlogged:  # the rest of the outage's failures, in one record
+            self._log_failures(None)
+
+    def _stop_publishing(self) -> None:
+        self._publishing.clear()
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+
+    def _refusal(self) -> str | None:
+        # Why publish() must not send now (None: it may). Before start() it may.
+        if self._state == "idle" or self._publishing.is_set():
+            return None
+        return _RESUME_GRACE if self._ready.is_set() else _SUBSCRIBER_DOWN
 
     def _on_message(self, channel: str, data: Any) -> None:
         self._received += 1
@@ -469,18 +609,53 @@ class RedisPubSub:
 
     def _failure(self, cause: str, error: str = "ADAPTER_ERROR") -> PublishResult:
         self._publish_failures += 1
+        self._note_failure(f"{error}: {cause}")
         return PublishResult.failure(
             error, retryable=True, adapter=_ADAPTER, details={"cause": cause}
         )
+
+    def _note_failure(self, what: str) -> None:
+        # At most one WARNING per failure_log_interval; the others are counted
+        # and reported with the next record (or when publishing resumes).
+        self._fail_last_cause = what
+        if time.monotonic() - self._fail_logged_at < self.failure_log_interval:
+            self._fail_unlogged += 1
+            return
+        self._log_failures(what)
+
+    def _log_failures(self, what: str | None) -> None:
+        self._fail_logged_at = time.monotonic()
+        unlogged, self._fail_unlogged = self._fail_unlogged, 0
+        if what is None:
+            _log.warning(
+                "wskit.redis: %d more publish(es) to %s failed since the previous record "
+                "(last: %s)",
+                unlogged,
+                self._where,
+                self._fail_last_cause,
+            )
+        elif unlogged:
+            _log.warning(
+                "wskit.redis: publish to %s failed (%s); %d more failed since the previous record",
+                self._where,
+                what,
+                unlogged,
+            )
+        else:
+            _log.warning("wskit.redis: publish to %s failed (%s)", self._where, what)
 
     async def publish(self, envelope: PublishEnvelope) -> PublishResult:
         """Publish to ``channel_prefix + topic``; ``ok`` once Redis accepted it.
 
         Never raises: failures are ``ADAPTER_ERROR`` (Redis unreachable, timeout,
-        closed) or ``BACKPRESSURE`` (too many publishes waiting), both retryable.
+        closed, or this instance not subscribed yet after an outage: not sent)
+        or ``BACKPRESSURE`` (too many publishes waiting), both retryable.
         """
         if self._state == "closed":
             return self._failure("closed")
+        refusal = self._refusal()
+        if refusal is not None:
+            return self._failure(refusal)
         if len(self._queue) >= self.max_pending_publishes:
             return self._failure("too many pending publishes", "BACKPRESSURE")
         try:
@@ -519,13 +694,21 @@ class RedisPubSub:
                         with contextlib.suppress(Exception):
                             await conn.disconnect(nowait=True)
                     cause = type(exc).__name__
-                    _log.debug("wskit.redis: publish batch of %d failed: %r", len(batch), exc)
+                    _log.debug(
+                        "wskit.redis: publish batch of %d failed: %s", len(batch), _describe(exc)
+                    )
                     for item in batch:
                         if not item.future.done():
                             item.future.set_result(self._failure(cause))
 
     async def _send_batch(self, batch: list[_Publish]) -> None:
         conn = self._pub
+        if conn is not None and self._pub_stale:
+            self._pub = None
+            with contextlib.suppress(Exception):
+                await conn.disconnect(nowait=True)
+            conn = None
+        self._pub_stale = False
         if conn is None:
             conn = self._pub = self._connection()
         if not conn.is_connected:
@@ -551,8 +734,10 @@ def redis_pubsub(
     channel_prefix: str = "",
     command_timeout: float = 5.0,
     max_pending_publishes: int = 10_000,
-    reconnect_initial_ms: float = 100.0,
-    reconnect_max_ms: float = 5_000.0,
+    reconnect_initial_ms: float = 10.0,
+    reconnect_max_ms: float = 100.0,
+    resume_grace_ms: float | None = None,
+    failure_log_interval: float = 10.0,
 ) -> RedisPubSub:
     """A Redis pub/sub adapter for ``wskit.pubsub.with_pubsub(adapter=...)``."""
     return RedisPubSub(
@@ -562,4 +747,6 @@ def redis_pubsub(
         max_pending_publishes=max_pending_publishes,
         reconnect_initial_ms=reconnect_initial_ms,
         reconnect_max_ms=reconnect_max_ms,
+        resume_grace_ms=resume_grace_ms,
+        failure_log_interval=failure_log_interval,
     )

@@ -10,6 +10,9 @@ Redis it did not start. A missing binary is an error, never a skip::
         ...
         await server.kill()       # SIGKILL: an outage
         await server.start()      # same port, empty data set
+
+``RedisServer(password="...")`` requires ``AUTH`` (``requirepass``); its
+``url`` then carries the password.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import subprocess
 import tempfile
 import time
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -46,7 +50,13 @@ class RedisServer:
 
     host = "127.0.0.1"
 
-    def __init__(self, *, port: int | None = None, executable: str = "redis-server") -> None:
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        executable: str = "redis-server",
+        password: str | None = None,
+    ) -> None:
         path = shutil.which(executable)
         if path is None:
             raise RedisServerMissing(
@@ -55,6 +65,7 @@ class RedisServer:
             )
         self.executable = path
         self.port = port or free_port(self.host)
+        self.password = password
         self._dir = tempfile.TemporaryDirectory(prefix="wskit-redis-")
         self._proc: subprocess.Popen[bytes] | None = None
         #: How many times the server process was started.
@@ -62,7 +73,8 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis://{auth}{self.host}:{self.port}/0"
 
     @property
     def running(self) -> bool:
@@ -72,6 +84,7 @@ class RedisServer:
         """Spawn the server and wait (bounded) until it answers ``PING``."""
         if self.running:
             return
+        auth = ["--requirepass", self.password] if self.password else []
         self._proc = subprocess.Popen(
             [
                 self.executable,
@@ -83,6 +96,7 @@ class RedisServer:
                 "--protected-mode", "yes",
                 "--daemonize", "no",
                 "--loglevel", "warning",
+                *auth,
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -112,7 +126,8 @@ class RedisServer:
         try:
             writer.write(b"PING\r\n")
             line = await asyncio.wait_for(reader.readline(), 1.0)
-            return line.startswith(b"+PONG")
+            # Answering at all is enough: with requirepass, PING gets -NOAUTH.
+            return line.startswith((b"+PONG", b"-NOAUTH"))
         except (OSError, asyncio.TimeoutError):
             return False
         finally:
@@ -149,4 +164,5 @@ class RedisServer:
         await self.stop()
 
     def __repr__(self) -> str:
-        return f"<RedisServer {self.url} {'running' if self.running else 'stopped'}>"
+        state = "running" if self.running else "stopped"
+        return f"<RedisServer {self.host}:{self.port} {state}>"
