@@ -174,8 +174,8 @@ async def client(
                 sent += 1
             marker += 1
             cid = f"marker-{index}-{marker}"
-            marker_frame = {"type": "HISTORY", "meta": {"correlationId": cid}, "payload": {"room": "zz"}}
-            await ws.send_str(json.dumps(marker_frame))
+            marker_frame = {"type": "HISTORY", "meta": {"correlationId": cid}}
+            await ws.send_str(json.dumps({**marker_frame, "payload": {"room": "zz"}}))
             deadline = time.monotonic() + MARKER_TIMEOUT
             while True:
                 remaining = deadline - time.monotonic()
