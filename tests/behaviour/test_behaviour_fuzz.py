@@ -33,7 +33,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wskit.core import MAX_JSON_DEPTH, MAX_TIMEOUT_MS
+from wskit.core import MAX_CORRELATION_ID_LENGTH, MAX_JSON_DEPTH, MAX_TIMEOUT_MS
 from wskit.core.testing import Harness
 
 pytestmark = pytest.mark.asyncio
@@ -110,7 +110,7 @@ def envelopes(draw: st.DrawFn) -> dict[str, Any]:
     frame: dict[str, Any] = {"type": message_type}
     meta: dict[str, Any] = {}
     if message_type in ("GET_USER", "SLOW") or draw(st.booleans()):
-        meta["correlationId"] = draw(st.text(max_size=8) | any_text)
+        meta["correlationId"] = draw(st.text(max_size=8) | any_text | long_text)
     if draw(st.booleans()):
         meta["timestamp"] = draw(st.integers(0, 2**45))
     if draw(st.integers(0, 5)) == 0:
@@ -284,7 +284,7 @@ def oracle(frame: str | bytes) -> Expect:
         return invalid
     meta = obj.get("meta")
     cid = meta.get("correlationId") if isinstance(meta, dict) else None
-    cid = cid if isinstance(cid, str) else None
+    cid = cid if isinstance(cid, str) and len(cid) <= MAX_CORRELATION_ID_LENGTH else None
     if message_type == "__heartbeat":
         return Expect(answers=[["__heartbeat_ack"]])
     if message_type == "$ws:abort":

@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 
-from wskit.core import MAX_JSON_DEPTH, MAX_TIMEOUT_MS, HeartbeatOptions, RpcError
+from wskit.core import (
+    MAX_CORRELATION_ID_LENGTH,
+    MAX_JSON_DEPTH,
+    MAX_TIMEOUT_MS,
+    HeartbeatOptions,
+    RpcError,
+)
 from wskit.core.testing import Harness
 
 pytestmark = pytest.mark.asyncio
@@ -236,6 +242,29 @@ async def test_error_frames_are_bounded(app: Any) -> None:
         (issue,) = third["details"]["issues"]
         assert issue["path"][1] == "k" * 63 + "\u2026"
         await _answers_ping(h, conn, app)
+
+
+async def test_over_long_correlation_ids_are_invalid_and_never_echoed(app: Any) -> None:
+    _echo_app(app)
+    cid = "c" * (MAX_CORRELATION_ID_LENGTH + 1)
+    async with Harness(app.router) as h:
+        conn = await h.connect()
+        conn.send_raw(json.dumps({"type": "GET_USER", "meta": {"correlationId": cid}}))
+        conn.send_raw(json.dumps({"type": "NOPE", "meta": {"correlationId": "x" * 200_000}}))
+        conn.send_raw(json.dumps({"type": "$ws:abort", "meta": {"correlationId": cid}}))
+        await h.flush()
+        assert [f["type"] for f in conn.frames] == ["ERROR", "ERROR", "ERROR"]
+        assert all(f["meta"] == {} for f in conn.frames)
+        assert max(len(raw) for raw in conn.raw_frames) < 1024
+        assert {
+            "path": ["meta", "correlationId"],
+            "message": (f"Expected a string of at most {MAX_CORRELATION_ID_LENGTH} characters"),
+        } in conn.errors[0]["details"]["issues"]
+        assert conn.error_codes == ["INVALID_ARGUMENT", "UNIMPLEMENTED", "INVALID_ARGUMENT"]
+        conn.clear()
+        longest = "c" * MAX_CORRELATION_ID_LENGTH
+        reply = conn.call(app.GetUser, {"userId": "u"}, correlation_id=longest)
+        assert await reply.result() == {"name": "u"}
 
 
 async def test_error_details_that_cannot_be_serialized_still_answer_the_rpc(app: Any) -> None:

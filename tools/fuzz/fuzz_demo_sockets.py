@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import random
@@ -36,6 +37,10 @@ import aiohttp
 
 ROOT = Path(__file__).resolve().parents[2]
 MARKER_TIMEOUT = 10.0
+
+
+#: Close codes (and reasons) of connections the server closed.
+closes: collections.Counter[str] = collections.Counter()
 
 
 def free_port() -> int:
@@ -95,15 +100,16 @@ def odd_value(rng: random.Random, depth: int = 0) -> str:
 
 def odd_object(rng: random.Random, depth: int = 0) -> str:
     keys = ["room", "text", "user", "ts", "lines", "done"] + [s[1:-1] for s in ODD_STRINGS[:3]]
-    fields = [
-        f'"{rng.choice(keys)}":{odd_value(rng, depth + 1)}' for _ in range(rng.randint(0, 4))
-    ]
+    fields = [f'"{rng.choice(keys)}":{odd_value(rng, depth + 1)}' for _ in range(rng.randint(0, 4))]
     return "{" + ",".join(fields) + "}"
 
 
-def valid_ish(rng: random.Random) -> str:
+def valid_ish(rng: random.Random, index: int) -> str:
     message_type = rng.choice(TYPES)
-    room = rng.choice(['"lobby"', '"r1"', '"Bad Room"', odd_string(rng)])
+    # Mostly the client's own room: fan-out to 20 clients that read in one process
+    # would otherwise make them slow consumers (closed with 1013, as they should be).
+    own = f'"room-{index}"'
+    room = rng.choice([own, own, own, '"lobby"', '"Bad Room"', odd_string(rng)])
     payloads = {
         "JOIN": f'{{"room":{room}}}',
         "LEAVE": f'{{"room":{room}}}',
@@ -130,10 +136,10 @@ def valid_ish(rng: random.Random) -> str:
     return "{" + ",".join(parts) + "}"
 
 
-def odd_frame(rng: random.Random) -> str | bytes:
+def odd_frame(rng: random.Random, index: int) -> str | bytes:
     pick = rng.random()
     if pick < 0.55:
-        text = valid_ish(rng)
+        text = valid_ish(rng, index)
     elif pick < 0.65:
         text = '{"type":"' + rng.choice(SYSTEM) + '","meta":' + odd_object(rng) + "}"
     elif pick < 0.8:
@@ -142,7 +148,7 @@ def odd_frame(rng: random.Random) -> str | bytes:
         text = rng.choice(["", "{", "not json", '{"type":5}', "[]", '"x"', " " * 10])
     else:
         raw = bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 40)))
-        return raw if rng.random() < 0.5 else valid_ish(rng).encode() + raw
+        return raw if rng.random() < 0.5 else valid_ish(rng, index).encode() + raw
     if len(text.encode()) > 900_000:  # keep under the demo's 1 MiB frame limit
         text = text[:1000]
     return text.encode() if rng.random() < 0.1 else text
@@ -160,43 +166,62 @@ async def client(
     stats: dict[str, int],
     session: aiohttp.ClientSession,
 ) -> None:
+    """Send ``frames`` odd frames, a liveness marker after every ``batch``; a reader
+    task reads everything the server sends (so the client is never a slow consumer)."""
     rng = random.Random(seed * 1_000_003 + index)
     async with session.ws_connect(url, max_msg_size=0) as ws:
+        waiting: dict[str, asyncio.Future[None]] = {}
+
+        async def read() -> None:
+            while True:
+                msg = await ws.receive()
+                if msg.type is aiohttp.WSMsgType.CLOSE:  # the server closed the connection
+                    closes[f"{msg.data} {msg.extra or ''}".strip()] += 1
+                if msg.type is not aiohttp.WSMsgType.TEXT:
+                    break
+                stats["frames_received"] += 1
+                if '"marker-' not in msg.data:
+                    continue  # not an answer to a marker: no need to parse it
+                data = json.loads(msg.data)
+                cid = data.get("meta", {}).get("correlationId")
+                future = waiting.pop(cid, None) if isinstance(cid, str) else None
+                if future is not None and data["type"] != "$ws:rpc-progress":
+                    future.set_result(None)
+                elif future is not None:
+                    waiting[cid] = future
+            for future in waiting.values():
+                future.cancel()
+
+        reader = asyncio.create_task(read())
         sent = 0
         marker = 0
-        while sent < frames:
-            for _ in range(min(batch, frames - sent)):
-                frame = odd_frame(rng)
-                if isinstance(frame, bytes):
-                    await ws.send_bytes(frame)
-                else:
-                    await ws.send_str(frame)
-                sent += 1
-            marker += 1
-            cid = f"marker-{index}-{marker}"
-            marker_frame = {"type": "HISTORY", "meta": {"correlationId": cid}}
-            await ws.send_str(json.dumps({**marker_frame, "payload": {"room": "zz"}}))
-            deadline = time.monotonic() + MARKER_TIMEOUT
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    stats["stalled"] += 1
-                    return
+        try:
+            while sent < frames:
+                for _ in range(min(batch, frames - sent)):
+                    frame = odd_frame(rng, index)
+                    if isinstance(frame, bytes):
+                        await ws.send_bytes(frame)
+                    else:
+                        await ws.send_str(frame)
+                    sent += 1
+                marker += 1
+                cid = f"marker-{index}-{marker}"
+                answered = waiting[cid] = asyncio.get_running_loop().create_future()
+                marker_frame = {"type": "HISTORY", "meta": {"correlationId": cid}}
+                await ws.send_str(json.dumps({**marker_frame, "payload": {"room": "zz"}}))
                 try:
-                    msg = await asyncio.wait_for(ws.receive(), remaining)
+                    await asyncio.wait_for(answered, MARKER_TIMEOUT)
                 except asyncio.TimeoutError:
                     stats["stalled"] += 1
                     return
-                if msg.type is not aiohttp.WSMsgType.TEXT:
+                except asyncio.CancelledError:
                     stats["dropped"] += 1
                     return
-                stats["frames_received"] += 1
-                data = json.loads(msg.data)
-                answered = data.get("meta", {}).get("correlationId") == cid
-                if answered and data["type"] != "$ws:rpc-progress":
-                    stats["markers"] += 1
-                    break
-        stats["frames_sent"] += sent
+                stats["markers"] += 1
+        finally:
+            stats["frames_sent"] += sent
+            await ws.close()
+            await asyncio.wait_for(reader, MARKER_TIMEOUT)
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -255,10 +280,14 @@ async def run(args: argparse.Namespace) -> int:
         f"dropped: {stats['dropped']}"
     )
     print(f"frames received: {stats['frames_received']}")
+    if closes:
+        print(f"connections closed by the server: {dict(closes)}")
     print(f"server alive during the run: {alive}")
     print(f"server tracebacks: {tracebacks} (reported handler errors among them: {reported})")
-    print(f"server RSS: {before / 1024:.1f} MiB before, {after / 1024:.1f} MiB after, "
-          f"growth {(after - before) / 1024:.1f} MiB")
+    print(
+        f"server RSS: {before / 1024:.1f} MiB before, {after / 1024:.1f} MiB after, "
+        f"growth {(after - before) / 1024:.1f} MiB"
+    )
     ok = (
         stats["stalled"] == 0
         and stats["dropped"] == 0

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from wskit.core._outbox import uncancel
 from wskit.core.context import MessageContext, RpcContext
-from wskit.core.envelope import ERROR, RPC_ERROR, is_reserved_type
+from wskit.core.envelope import ERROR, RPC_ERROR, correlation_id, is_reserved_type
 from wskit.core.errors import _UNSET, ErrorCode, ProtocolError, RpcError, ValidationError
 from wskit.core.validation import validate_envelope
 
@@ -87,7 +87,7 @@ async def handle_frame(conn: Connection[Any], received_at: float, item: InboundI
         raise
     except Exception as exc:
         # wskit itself (or a codec) failed on this frame: never the client's fault.
-        cid = _correlation_id(item) if type(item) is dict else None
+        cid = correlation_id(item) if type(item) is dict else None
         kind = ERROR
         if cid is not None and message_type is not None:
             route = conn.router._routes.get(message_type)
@@ -108,7 +108,7 @@ async def _route(conn: Connection[Any], received_at: float, item: dict[str, Any]
     try:
         payload, meta = validate_envelope(schema, item)
     except ValidationError as exc:
-        cid = _correlation_id(item)
+        cid = correlation_id(item)
         kind = RPC_ERROR if (route.is_rpc and cid is not None) else ERROR
         conn.send_error(kind, exc.code, exc.message, exc.details, correlation_id=cid)
         await conn._report(exc, message_type, None)
@@ -212,7 +212,7 @@ def abort_queued(conn: Connection[Any], cid: str) -> bool:
     """Drop a queued (not yet started) RPC with this correlationId."""
     for entry in conn._inbox:
         queued = entry[1]
-        if type(queued) is dict and _correlation_id(queued) == cid:
+        if type(queued) is dict and correlation_id(queued) == cid:
             conn._inbox.remove(entry)
             conn._inbox_bytes -= entry[2]
             return True
@@ -220,7 +220,7 @@ def abort_queued(conn: Connection[Any], cid: str) -> bool:
 
 
 async def _no_route(conn: Connection[Any], item: dict[str, Any], message_type: str) -> None:
-    cid = _correlation_id(item)
+    cid = correlation_id(item)
     shown = _shown_type(message_type)
     if is_reserved_type(message_type):
         err = ProtocolError(
@@ -269,12 +269,3 @@ def _shown_type(message_type: str) -> str:
     if len(message_type) > 64:
         return repr(message_type[:63] + "\u2026")
     return repr(message_type)
-
-
-def _correlation_id(obj: dict[str, Any]) -> str | None:
-    meta = obj.get("meta")
-    if type(meta) is dict:
-        cid = meta.get("correlationId")
-        if type(cid) is str:
-            return cid
-    return None

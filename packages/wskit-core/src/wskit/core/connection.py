@@ -42,6 +42,7 @@ from wskit.core.envelope import (
     ERROR,
     HEARTBEAT,
     HEARTBEAT_ACK,
+    correlation_id,
     decode_frame,
     encode_envelope,
     encode_error,
@@ -452,10 +453,9 @@ class Connection(Generic[D]):
             self._hb.seen(self.router.clock.now())
 
     def _abort(self, obj: dict[str, Any]) -> None:
-        meta = obj.get("meta")
-        cid = meta.get("correlationId") if type(meta) is dict else None
+        cid = correlation_id(obj)
         now = self.router.clock.now()
-        if type(cid) is not str:
+        if cid is None:
             err = ProtocolError(
                 ErrorCode.INVALID_ARGUMENT,
                 "$ws:abort requires meta.correlationId",

@@ -18,12 +18,14 @@ __all__ = [
     "ERROR",
     "HEARTBEAT",
     "HEARTBEAT_ACK",
+    "MAX_CORRELATION_ID_LENGTH",
     "MAX_JSON_DEPTH",
     "MAX_TIMEOUT_MS",
     "RESERVED_META_KEYS",
     "RPC_ERROR",
     "RPC_PROGRESS",
     "STANDARD_META_KEYS",
+    "correlation_id",
     "decode_frame",
     "dumps",
     "encode_envelope",
@@ -43,6 +45,10 @@ RPC_ERROR: Final = "RPC_ERROR"
 RESERVED_META_KEYS: Final = frozenset({"clientId", "receivedAt"})
 #: Meta fields every schema accepts (camelCase on the wire).
 STANDARD_META_KEYS: Final = frozenset({"timestamp", "correlationId", "timeoutMs", "idempotencyKey"})
+
+#: Longest ``meta.correlationId`` (in characters). A longer one is invalid: it
+#: cannot address an RPC, and answers never echo it.
+MAX_CORRELATION_ID_LENGTH: Final = 256
 
 #: Largest ``meta.timeoutMs`` a request may carry: 2**31 - 1 ms (about 24.8 days),
 #: the longest timer a JavaScript runtime can set.
@@ -165,6 +171,17 @@ def decode_frame(frame: str | bytes | bytearray | memoryview) -> dict[str, Any]:
 
 def _invalid(reason: str) -> ProtocolError:
     return ProtocolError(ErrorCode.INVALID_ARGUMENT, f"Invalid message: {reason}")
+
+
+def correlation_id(obj: Mapping[str, Any]) -> str | None:
+    """The frame's ``meta.correlationId`` if it is a valid one (a string of at most
+    :data:`MAX_CORRELATION_ID_LENGTH` characters), else ``None``."""
+    meta = obj.get("meta")
+    if type(meta) is dict:
+        cid = meta.get("correlationId")
+        if type(cid) is str and len(cid) <= MAX_CORRELATION_ID_LENGTH:
+            return cid
+    return None
 
 
 def unknown_root_keys(obj: Mapping[str, Any]) -> list[str]:

@@ -10,7 +10,12 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Final
 
-from wskit.core.envelope import MAX_TIMEOUT_MS, RESERVED_META_KEYS, unknown_root_keys
+from wskit.core.envelope import (
+    MAX_CORRELATION_ID_LENGTH,
+    MAX_TIMEOUT_MS,
+    RESERVED_META_KEYS,
+    unknown_root_keys,
+)
 from wskit.core.errors import Issue, ValidationError
 
 if TYPE_CHECKING:
@@ -32,9 +37,16 @@ def _is_str(v: Any) -> bool:
     return type(v) is str
 
 
+def _is_correlation_id(v: Any) -> bool:
+    return type(v) is str and len(v) <= MAX_CORRELATION_ID_LENGTH
+
+
 _STANDARD_META: Final = {
     "timestamp": (_is_number, "Expected a number (milliseconds since the epoch)"),
-    "correlationId": (_is_str, "Expected a string"),
+    "correlationId": (
+        _is_correlation_id,
+        f"Expected a string of at most {MAX_CORRELATION_ID_LENGTH} characters",
+    ),
     "timeoutMs": (
         _is_timeout,
         f"Expected a positive integer of milliseconds, at most {MAX_TIMEOUT_MS}",
