@@ -353,3 +353,31 @@ async def test_option_values_are_checked(app_factory: Any) -> None:
     ]:
         with pytest.raises(error, match=name):
             app_factory(**{name: value})
+
+
+async def test_without_error_hooks_only_failures_are_logged_as_errors(
+    app: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    @app.router.on(app.Notice)
+    async def notice(ctx: Any) -> None:
+        if ctx.payload.count:
+            raise RpcError("UNAVAILABLE", "backend down")  # answered: not a server fault
+        raise RuntimeError("bug")
+
+    async with Harness(app.router) as h:
+        conn = await h.connect()
+        with caplog.at_level("DEBUG", logger="wskit.core"):
+            conn.send(app.Notice, {"userId": "u", "count": 1})
+            conn.send_raw("not json")
+            await h.flush()
+            answered = [(r.levelname, r.exc_info is not None) for r in caplog.records]
+            assert answered == [("DEBUG", False), ("DEBUG", False)]
+            assert "NOTICE answered UNAVAILABLE: backend down" in caplog.records[0].getMessage()
+            caplog.clear()
+            conn.send(app.Notice, {"userId": "u", "count": 0})
+            await h.flush()
+            (record,) = caplog.records
+            assert (record.levelname, record.exc_info is not None) == ("ERROR", True)
+            assert "no on_error hook" in record.getMessage()
+        assert conn.error_codes == ["UNAVAILABLE", "INVALID_ARGUMENT", "INTERNAL"]
+        assert [type(r.error) for r in h.take_reported()][-1] is RuntimeError
