@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import enum
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Generic, Literal, TypeVar
 
 from wskit.client.errors import ServerError
-from wskit.core.envelope import ERROR, STANDARD_META_KEYS, encode_envelope
+from wskit.core.envelope import ERROR, STANDARD_META_KEYS, dumps
 from wskit.core.errors import Issue, RpcError, ValidationError
 from wskit.core.schema import MessageSchema
 
@@ -21,7 +22,15 @@ P = TypeVar("P")
 #: the correlationId comes only from ``correlation_id=``).
 _DROPPED_META: Final = frozenset({"clientId", "receivedAt", "correlationId"})
 
-ErrorKind = Literal["parse", "validation", "overflow", "server", "handler"]
+ErrorKind = Literal["parse", "validation", "overflow", "server", "handler", "unmatched", "internal"]
+
+#: The largest ``retryAfterMs`` taken from a server (the largest integer a JS number
+#: holds exactly); larger or non-finite values are ignored.
+MAX_RETRY_AFTER_MS: Final = 2**53 - 1
+
+# Lone surrogates are valid in JSON strings (as escapes) but cannot be written as UTF-8;
+# an ASCII-only encoding escapes them (and everything else non-ASCII), as JSON.stringify does.
+_ascii_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +50,23 @@ class Message(Generic[P]):
 class ClientErrorInfo:
     """Where an error passed to ``on_error`` came from.
 
-    ``kind``: ``"parse"`` (undecodable frame; ``details`` is the raw frame),
-    ``"validation"`` (an inbound message or progress update failed its schema;
-    ``details`` is the issue list), ``"overflow"`` (offline queue or stream
-    buffer full), ``"server"`` (an uncorrelated ``ERROR`` frame) or
-    ``"handler"`` (a handler, stream or progress callback raised).
+    ``kind``:
+
+    - ``"parse"``: an undecodable frame (not JSON, not UTF-8, not an object, no
+      type, nested too deep...); ``details`` is the raw frame.
+    - ``"validation"``: an inbound message or progress update failed its schema,
+      or its codec could not process it; ``details`` is the issue list.
+    - ``"overflow"``: offline queue or stream buffer full.
+    - ``"server"``: an ``ERROR`` frame no request was waiting for.
+    - ``"handler"``: a handler, stream or progress callback raised.
+    - ``"unmatched"``: a reply, progress or ``RPC_ERROR`` frame for a
+      correlationId no request has (and no ``on_unhandled`` callback took it);
+      ``details`` is the decoded frame.
+    - ``"internal"``: the client itself failed. Handling one inbound frame raised
+      (``details`` is the raw frame; the frame is dropped and the next one is
+      read), or the connection's reader or writer failed (``details`` is
+      ``"reader"``, ``"writer"`` or ``"supervisor"``; the socket is closed with
+      1011 and the client reconnects).
     """
 
     kind: ErrorKind
@@ -125,6 +146,31 @@ def build_meta(
     return out
 
 
+def encode_frame(envelope: dict[str, Any]) -> str:
+    """Serialize one outbound envelope with the core's ``dumps``.
+
+    The result is always valid UTF-8 text: should a lone surrogate be left in
+    it, the frame is written ASCII-only instead, with the surrogate as a JSON
+    ``\\uXXXX`` escape (what ``JSON.stringify`` writes).
+    """
+    frame = dumps(envelope)
+    if not frame.isascii():
+        try:
+            frame.encode("utf-8")
+        except UnicodeEncodeError:
+            return _ascii_encoder.encode(envelope)
+    return frame
+
+
+def encode_envelope(
+    message_type: str, meta: dict[str, Any], payload: Any = None, *, has_payload: bool = False
+) -> str:
+    """``{"type", "meta", "payload"?}`` as a frame (``payload`` only when ``has_payload``)."""
+    if has_payload:
+        return encode_frame({"type": message_type, "meta": meta, "payload": payload})
+    return encode_frame({"type": message_type, "meta": meta})
+
+
 def encode_message(schema: MessageSchema[Any], payload: Any, meta: dict[str, Any]) -> str:
     """Validate ``payload`` with the schema's codec and serialize the frame."""
     codec = schema.payload
@@ -149,7 +195,9 @@ def error_from_frame(message_type: str, obj: Mapping[str, Any]) -> RpcError:
     (:class:`ServerError`) frame, tolerating malformed payloads.
 
     An explicit ``"retryAfterMs": null`` means "do not retry": it sets
-    ``retryable=False`` unless the server sent ``retryable`` itself.
+    ``retryable=False`` unless the server sent ``retryable`` itself. A
+    ``retryAfterMs`` that is negative, not finite or above
+    :data:`MAX_RETRY_AFTER_MS` is ignored.
     """
     body = obj.get("payload")
     if type(body) is not dict:
@@ -166,13 +214,12 @@ def error_from_frame(message_type: str, obj: Mapping[str, Any]) -> RpcError:
     retryable = body.get("retryable")
     if type(retryable) is not bool:
         retryable = None
-    retry_after = body.get("retryAfterMs")
+    retry_after: Any = body.get("retryAfterMs")
     retry_after_ms: int | None = None
-    if (
-        isinstance(retry_after, (int, float))
-        and not isinstance(retry_after, bool)
-        and math.isfinite(retry_after)
-        and retry_after >= 0
+    kind = type(retry_after)
+    # A 400-digit int cannot even be compared with math.isfinite (it overflows a float).
+    if (kind is int or (kind is float and math.isfinite(retry_after))) and (
+        0 <= retry_after <= MAX_RETRY_AFTER_MS
     ):
         retry_after_ms = int(retry_after)
     elif retry_after is None and "retryAfterMs" in body and retryable is None:
