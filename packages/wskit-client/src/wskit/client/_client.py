@@ -20,6 +20,7 @@ from websockets.typing import Subprotocol
 
 from wskit.client._message import (
     ClientErrorInfo,
+    Compat,
     Message,
     SendStatus,
     build_meta,
@@ -377,6 +378,10 @@ class Client:
     - ``max_message_bytes``: largest inbound frame (1 MiB; ``None``: no limit).
     - ``open_timeout_ms``: handshake timeout (10000).
     - ``websocket_options``: passed to ``websockets.asyncio.client.connect``.
+    - ``compat``: ``"wskit"`` (default) or ``"ws-kit-ts"`` for WS-Kit TypeScript
+      servers, which drop requests carrying meta they do not know: the client then
+      never writes ``meta.timeoutMs`` (its own timeout still applies), refuses
+      idempotency keys (``ValidationError`` at the call) and sends no ``$ws:abort``.
     - ``clock`` / ``random``: time source and jitter source (inject in tests).
 
     A frame the client cannot use never stops it: it is reported to ``on_error``
@@ -401,9 +406,12 @@ class Client:
         max_message_bytes: int | None = 1 << 20,
         open_timeout_ms: float | None = 10_000,
         websocket_options: Mapping[str, Any] | None = None,
+        compat: Compat = "wskit",
         clock: Clock | None = None,
         random: Callable[[], float] = _random.random,
     ) -> None:
+        if compat not in ("wskit", "ws-kit-ts"):
+            raise ValueError(f"compat must be 'wskit' or 'ws-kit-ts', not {compat!r}")
         if queue not in ("drop-newest", "drop-oldest", "off"):
             raise ValueError(f"queue must be 'drop-newest', 'drop-oldest' or 'off', not {queue!r}")
         if queue_size < 0:
@@ -426,6 +434,7 @@ class Client:
         self.max_message_bytes = max_message_bytes
         self.open_timeout_ms = open_timeout_ms
         self.websocket_options = dict(websocket_options or {})
+        self.compat: Compat = compat
         self._clock: Clock = clock or SystemClock()
         self._random = random
 
@@ -1086,6 +1095,7 @@ class Client:
             timestamp=int(self._clock.now()),
             correlation_id=correlation_id,
             idempotency_key=None,
+            compat=self.compat,
         )
         frame = encode_message(schema, payload, out_meta)
         self._auto_connect()
@@ -1137,7 +1147,8 @@ class Client:
         abandoned[call.correlation_id] = None
         if len(abandoned) > _ABANDONED_MEMORY:
             del abandoned[next(iter(abandoned))]
-        if self._state == "open":
+        # WS-Kit TS servers refuse reserved types ($ws:...) and cannot cancel a handler.
+        if self._state == "open" and self.compat == "wskit":
             self._outbox.append(
                 (encode_envelope(ABORT, {"correlationId": call.correlation_id}), None)
             )
@@ -1190,7 +1201,8 @@ class Client:
           ``$ws:abort`` is sent and :class:`RequestTimeoutError` raised.
         - ``on_progress(update)`` gets each progress update (sync or async).
         - ``idempotency_key`` goes out as ``meta.idempotencyKey``; such requests are
-          resent once after a reconnect, others fail with ``ConnectionClosedError``.
+          resent once after a reconnect, others fail with ``ConnectionClosedError``
+          (with ``compat="ws-kit-ts"`` a key raises ``ValidationError``).
         - ``retry`` (default: the client's ``retry``) retries retryable
           :class:`RpcError` replies, waiting ``retryAfterMs`` when given.
         - Cancelling the awaiting task sends ``$ws:abort``.
@@ -1253,6 +1265,7 @@ class Client:
             timestamp=int(self._clock.now()),
             correlation_id=cid,
             idempotency_key=idempotency_key,
+            compat=self.compat,
         )
         frame = encode_message(schema, payload, out_meta)
         self._auto_connect()

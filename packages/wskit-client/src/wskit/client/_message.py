@@ -14,7 +14,7 @@ from wskit.core.envelope import ERROR, STANDARD_META_KEYS, dumps
 from wskit.core.errors import Issue, RpcError, ValidationError
 from wskit.core.schema import MessageSchema
 
-__all__ = ["ClientErrorInfo", "ErrorKind", "Message", "SendStatus"]
+__all__ = ["ClientErrorInfo", "Compat", "ErrorKind", "Message", "SendStatus"]
 
 P = TypeVar("P")
 
@@ -23,6 +23,11 @@ P = TypeVar("P")
 _DROPPED_META: Final = frozenset({"clientId", "receivedAt", "correlationId"})
 
 ErrorKind = Literal["parse", "validation", "overflow", "server", "handler", "unmatched", "internal"]
+
+#: Which server dialect the client writes: ``"wskit"``, or ``"ws-kit-ts"`` for WS-Kit
+#: TypeScript servers, whose strict meta schema knows only ``timestamp``,
+#: ``correlationId`` and the schema's extended meta.
+Compat = Literal["wskit", "ws-kit-ts"]
 
 #: The largest ``retryAfterMs`` taken from a server (the largest integer a JS number
 #: holds exactly); larger or non-finite values are ignored.
@@ -107,15 +112,27 @@ def build_meta(
     timestamp: int,
     correlation_id: str | None,
     idempotency_key: str | None,
+    compat: Compat = "wskit",
 ) -> dict[str, Any]:
     """``{"timestamp": now, ...meta}`` with standard keys checked and extended
-    meta validated by the schema's meta codec. Raises ``ValidationError``."""
+    meta validated by the schema's meta codec. Raises ``ValidationError``.
+
+    With ``compat="ws-kit-ts"``, ``timeoutMs`` is never written and an
+    idempotency key (argument or ``meta``) is refused: a TS server drops a
+    request whose meta carries either."""
     out: dict[str, Any] = {"timestamp": timestamp}
     extended: dict[str, Any] | None = None
+    ts_server = compat == "ws-kit-ts"
+    if ts_server and idempotency_key is not None:
+        raise _ts_idempotency_error()
     if meta:
         issues: list[Issue] = []
         for key, value in meta.items():
             if key in _DROPPED_META:
+                continue
+            if ts_server and key in _TS_UNKNOWN_META:
+                if key == "idempotencyKey":
+                    raise _ts_idempotency_error()
                 continue
             if key in STANDARD_META_KEYS:
                 issue = _meta_issue(key, value)
@@ -144,6 +161,23 @@ def build_meta(
     if correlation_id is not None:
         out["correlationId"] = correlation_id
     return out
+
+
+def _ts_idempotency_error() -> ValidationError:
+    return ValidationError(
+        "Outbound validation failed",
+        [
+            Issue(
+                ["meta", "idempotencyKey"],
+                "WS-Kit TypeScript servers drop requests with meta.idempotencyKey "
+                "(compat='ws-kit-ts'): send it without an idempotency key",
+            )
+        ],
+    )
+
+
+#: Standard meta keys a WS-Kit TS server's strict meta schema does not know.
+_TS_UNKNOWN_META: Final = frozenset({"timeoutMs", "idempotencyKey"})
 
 
 def encode_frame(envelope: dict[str, Any]) -> str:
