@@ -1,9 +1,13 @@
 """Fixtures: a real wskit-aiohttp server on loopback that can be stopped and restarted
-on the same port, its router, the schemas both sides share, and client helpers."""
+on the same port, its router, the schemas both sides share, client helpers, and a raw
+``websockets`` server that sends whatever frames a test gives it."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -11,6 +15,9 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from hypothesis import HealthCheck, settings
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 
 from wskit.aiohttp import create_app, token_from_request
 from wskit.client import Client, ClientState
@@ -36,6 +43,8 @@ Note = message("NOTE", text=str)
 NoteAck = message("NOTE_ACK", text=str)
 Push = message("PUSH", seq=int)
 Whoami = rpc("WHOAMI", None, "WHOAMI_REPLY", {"token": str})
+#: Nobody answers it: the raw server's tests push its reply, progress and errors by hand.
+Hold = rpc("HOLD", {"n": int}, "HOLD_REPLY", {"n": int})
 
 # Client-only variants that disagree with the server on purpose.
 EchoExtra = rpc("ECHO", {"text": str, "extra": int}, "ECHO_REPLY", {"text": str})
@@ -56,6 +65,7 @@ SCHEMAS = SimpleNamespace(
     EchoExtra=EchoExtra,
     EchoWrongReply=EchoWrongReply,
     Nope=Nope,
+    Hold=Hold,
 )
 
 
@@ -274,3 +284,122 @@ class StateRecorder:
 @pytest.fixture
 def record_states() -> Callable[[Client], StateRecorder]:
     return StateRecorder
+
+
+# -- a raw server for hostile frames ----------------------------------------------------
+
+
+class RawServer:
+    """A hand-written ``websockets`` server on 127.0.0.1.
+
+    It records every frame it receives, answers ``ECHO`` requests (its JSON is the
+    stdlib's, so lone surrogates go out escaped), ignores everything else, and
+    ``push()`` sends arbitrary text or binary frames to the connected client.
+    Make one with the ``raw_server`` fixture (or ``raw_server_class`` in tests that run
+    their own event loop).
+    """
+
+    def __init__(self, *, strict_meta: bool = False) -> None:
+        #: Behave like a WS-Kit TypeScript server: a frame whose meta has keys other than
+        #: timestamp and correlationId fails its strict meta schema and gets no answer.
+        self.strict_meta = strict_meta
+        self.received: list[Any] = []
+        self.connections = 0
+        self._ws: ServerConnection | None = None
+        self._server: Server | None = None
+        self._changed = asyncio.Condition()
+
+    async def start(self) -> None:
+        self._server = await serve(self._handle, "127.0.0.1", 0, max_size=None)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        async with self._changed:
+            self.connections += 1
+            self._ws = ws
+            self._changed.notify_all()
+        with contextlib.suppress(ConnectionClosed):  # the client may close with 1011
+            async for frame in ws:
+                obj = json.loads(frame)
+                async with self._changed:
+                    self.received.append(obj)
+                    self._changed.notify_all()
+                if self.strict_meta and not obj["meta"].keys() <= {"timestamp", "correlationId"}:
+                    continue
+                if obj.get("type") == "ECHO":
+                    reply = {
+                        "type": "ECHO_REPLY",
+                        "meta": {"correlationId": obj["meta"]["correlationId"]},
+                        "payload": {"text": obj["payload"]["text"]},
+                    }
+                    await ws.send(json.dumps(reply))
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(predicate), SAFETY_TIMEOUT)
+
+    async def push(self, *frames: str | bytes) -> None:
+        """Send frames, in order, to the client connected last."""
+        await self.wait_for(lambda: self._ws is not None)
+        assert self._ws is not None
+        for frame in frames:
+            await self._ws.send(frame)
+
+
+@pytest.fixture
+async def raw_server() -> AsyncIterator[RawServer]:
+    srv = RawServer()
+    await srv.start()
+    try:
+        yield srv
+    finally:
+        await srv.stop()
+
+
+@pytest.fixture
+def raw_server_class() -> type[RawServer]:
+    """For tests that run their own event loop (the fuzz suite)."""
+    return RawServer
+
+
+# -- hypothesis profiles for the client fuzz suite --------------------------------------
+# "ci" (default): a fixed example budget, derandomized, about a second. "long": for local
+# runs, selected with WSKIT_FUZZ_PROFILE=long (WSKIT_FUZZ_EXAMPLES overrides its size).
+# Neither keeps an example database (a failure prints a blob to replay it instead).
+
+settings.register_profile(
+    "wskit-client-fuzz-ci",
+    max_examples=300,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "wskit-client-fuzz-long",
+    max_examples=int(os.environ.get("WSKIT_FUZZ_EXAMPLES", "40000")),
+    derandomize=False,
+    database=None,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+@pytest.fixture
+def fuzz_settings() -> settings:
+    name = os.environ.get("WSKIT_FUZZ_PROFILE", "ci")
+    if name not in ("ci", "long"):
+        raise pytest.UsageError(f"WSKIT_FUZZ_PROFILE must be 'ci' or 'long', not {name!r}")
+    return settings.get_profile(f"wskit-client-fuzz-{name}")

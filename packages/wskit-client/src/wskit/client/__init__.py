@@ -18,7 +18,7 @@ See ``docs/client.md``.
 """
 
 from wskit.client._client import Call, Client, ClientState, QueuePolicy, Stream, create_client
-from wskit.client._message import ClientErrorInfo, ErrorKind, Message, SendStatus
+from wskit.client._message import ClientErrorInfo, Compat, ErrorKind, Message, SendStatus
 from wskit.client.auth import AuthOptions, TokenProvider, apply_token
 from wskit.client.backoff import Jitter, ReconnectOptions, backoff_delay
 from wskit.client.errors import (
@@ -36,6 +36,7 @@ __all__ = [
     "Client",
     "ClientErrorInfo",
     "ClientState",
+    "Compat",
     "ConnectError",
     "ErrorKind",
     "Jitter",

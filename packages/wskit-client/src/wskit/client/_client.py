@@ -20,9 +20,11 @@ from websockets.typing import Subprotocol
 
 from wskit.client._message import (
     ClientErrorInfo,
+    Compat,
     Message,
     SendStatus,
     build_meta,
+    encode_envelope,
     encode_message,
     error_from_frame,
 )
@@ -38,9 +40,15 @@ from wskit.core.envelope import (
     RPC_ERROR,
     RPC_PROGRESS,
     decode_frame,
-    encode_envelope,
 )
-from wskit.core.errors import ConnectionClosedError, ProtocolError, RpcError, ValidationError
+from wskit.core.errors import (
+    ConnectionClosedError,
+    ErrorCode,
+    Issue,
+    ProtocolError,
+    RpcError,
+    ValidationError,
+)
 from wskit.core.schema import MessageSchema, RpcSchema
 from wskit.core.validation import validate_envelope
 
@@ -63,6 +71,10 @@ ErrorCallback = Callable[[BaseException, ClientErrorInfo], Any]
 
 _UNSET: Any = object()
 _Entry = tuple[str, "Call[Any] | None"]
+
+#: How many abandoned (timed-out or cancelled) correlationIds are remembered, so that
+#: the server's late frames for them are recognised and dropped quietly.
+_ABANDONED_MEMORY = 1024
 
 
 # ----------------------------------------------------------------------------- Call
@@ -366,7 +378,15 @@ class Client:
     - ``max_message_bytes``: largest inbound frame (1 MiB; ``None``: no limit).
     - ``open_timeout_ms``: handshake timeout (10000).
     - ``websocket_options``: passed to ``websockets.asyncio.client.connect``.
+    - ``compat``: ``"wskit"`` (default) or ``"ws-kit-ts"`` for WS-Kit TypeScript
+      servers, which drop requests carrying meta they do not know: the client then
+      never writes ``meta.timeoutMs`` (its own timeout still applies), refuses
+      idempotency keys (``ValidationError`` at the call) and sends no ``$ws:abort``.
     - ``clock`` / ``random``: time source and jitter source (inject in tests).
+
+    A frame the client cannot use never stops it: it is reported to ``on_error``
+    and the next frame is read. If the connection's reader or writer fails, the
+    error is reported, the socket closed (1011) and the client reconnects.
     """
 
     def __init__(
@@ -386,9 +406,12 @@ class Client:
         max_message_bytes: int | None = 1 << 20,
         open_timeout_ms: float | None = 10_000,
         websocket_options: Mapping[str, Any] | None = None,
+        compat: Compat = "wskit",
         clock: Clock | None = None,
         random: Callable[[], float] = _random.random,
     ) -> None:
+        if compat not in ("wskit", "ws-kit-ts"):
+            raise ValueError(f"compat must be 'wskit' or 'ws-kit-ts', not {compat!r}")
         if queue not in ("drop-newest", "drop-oldest", "off"):
             raise ValueError(f"queue must be 'drop-newest', 'drop-oldest' or 'off', not {queue!r}")
         if queue_size < 0:
@@ -411,6 +434,7 @@ class Client:
         self.max_message_bytes = max_message_bytes
         self.open_timeout_ms = open_timeout_ms
         self.websocket_options = dict(websocket_options or {})
+        self.compat: Compat = compat
         self._clock: Clock = clock or SystemClock()
         self._random = random
 
@@ -434,6 +458,7 @@ class Client:
         self._background: set[asyncio.Task[Any]] = set()
         self._sweep_timer: TimerHandle | None = None
         self._sweep_due: float | None = None
+        self._abandoned: dict[str, None] = {}
         self.close_code: int | None = None
         self.close_reason = ""
 
@@ -625,6 +650,12 @@ class Client:
         except asyncio.CancelledError:
             if not self._manual_close:
                 raise
+        except Exception as exc:
+            # A bug in the supervisor itself: never stay "open" with nobody reading.
+            self._report(exc, ClientErrorInfo("internal", None, "supervisor"))
+            failure = ConnectionClosedError(f"Client failed: {exc!r}")
+            failure.__cause__ = exc
+            self._to_closed(failure)
 
     def _closed_by_user(self) -> bool:
         # A method, not the attribute: close() flips it while _run() awaits.
@@ -687,21 +718,46 @@ class Client:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
-        writer = asyncio.get_running_loop().create_task(self._write_loop(ws))
+        self._abandoned.clear()
+        loop = asyncio.get_running_loop()
+        reader = loop.create_task(self._read_loop(ws))
+        writer = loop.create_task(self._write_loop(ws))
+        tasks = (reader, writer)
         try:
-            try:
-                async for frame in ws:
-                    self._on_frame(frame)
-            except ConnectionClosed:
-                pass
+            # The reader ends when the socket closes; the writer only by failing.
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            failed = False
+            for task, name in ((reader, "reader"), (writer, "writer")):
+                if task.done() and not task.cancelled():
+                    exc = task.exception()
+                    if exc is not None and not isinstance(exc, ConnectionClosed):
+                        failed = True
+                        self._report(exc, ClientErrorInfo("internal", None, name))
+            if failed:
+                # Stay truthful: close the socket, so the client reconnects (or closes).
+                try:
+                    await ws.close(1011, "client error")
+                except Exception:  # pragma: no cover - close() should not raise
+                    ws.transport.abort()
+            await asyncio.wait((reader,))
         finally:
-            writer.cancel()
-            await asyncio.wait((writer,))
-            if not writer.cancelled() and writer.exception() is not None:
-                _log.debug("wskit.client: writer failed", exc_info=writer.exception())
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+            if ws.close_code is None:  # left early (cancelled): nobody reads it any more
+                ws.transport.abort()
             self._ws = None
             self.close_code = ws.close_code
             self.close_reason = ws.close_reason or ""
+
+    async def _read_loop(self, ws: ClientConnection) -> None:
+        """Every inbound frame, each inside its own failure boundary."""
+        on_frame = self._on_frame
+        async for frame in ws:
+            try:
+                on_frame(frame)
+            except Exception as exc:
+                self._report(exc, ClientErrorInfo("internal", None, frame))
 
     async def _write_loop(self, ws: ClientConnection) -> None:
         outbox = self._outbox
@@ -780,7 +836,7 @@ class Client:
     def _on_frame(self, frame: str | bytes) -> None:
         try:
             obj = decode_frame(frame)
-        except ProtocolError as exc:
+        except Exception as exc:  # ProtocolError; RecursionError and others from older cores
             self._report(exc, ClientErrorInfo("parse", None, frame))
             return
         message_type: str = obj["type"]
@@ -798,16 +854,38 @@ class Client:
             for route in tuple(routes):
                 self._dispatch(route, obj)
             return
-        if message_type in (RPC_PROGRESS, RPC_ERROR, HEARTBEAT_ACK):
-            # Late progress/error for a finished request, or a heartbeat ack.
-            _log.debug("wskit.client: dropping %s frame with no pending request", message_type)
+        self._on_unrouted(message_type, obj)
+
+    def _on_unrouted(self, message_type: str, obj: dict[str, Any]) -> None:
+        """A frame no request and no handler takes."""
+        if message_type == HEARTBEAT_ACK:
             return
         if message_type == ERROR:
             self._report(error_from_frame(ERROR, obj), ClientErrorInfo("server", ERROR, obj))
             return
-        unhandled = self._unhandled
-        if unhandled is not None:
-            self._run_callback(unhandled, obj, message_type)
+        meta = obj.get("meta")
+        cid = meta.get("correlationId") if type(meta) is dict else None
+        if type(cid) is not str:
+            cid = None
+        late = cid is not None and cid in self._abandoned  # timed out or cancelled
+        if message_type not in (RPC_PROGRESS, RPC_ERROR):
+            if self._unhandled is not None:
+                self._run_callback(self._unhandled, obj, message_type)
+                return
+            if cid is None or late:
+                return  # a type nobody listens to, or a late reply
+        elif late:
+            _log.debug("wskit.client: dropping late %s for %s", message_type, cid)
+            return
+        what = f"correlationId {cid!r}" if cid is not None else "no correlationId"
+        self._report(
+            ProtocolError(
+                ErrorCode.NOT_FOUND,
+                f"{message_type} frame with {what} matches no pending request",
+                message_type=message_type,
+            ),
+            ClientErrorInfo("unmatched", message_type, obj),
+        )
 
     def _dispatch(self, route: _Route, obj: dict[str, Any]) -> None:
         schema = route.schema
@@ -815,6 +893,10 @@ class Client:
             payload, meta = validate_envelope(schema, obj)
         except ValidationError as exc:
             self._report(exc, ClientErrorInfo("validation", schema.type, exc.issues))
+            return
+        except Exception as exc:  # a codec that cannot process this input
+            err = _unvalidatable(schema.type, exc)
+            self._report(err, ClientErrorInfo("validation", schema.type, err.issues))
             return
         msg: Message[Any] = Message(schema.type, meta, payload)
         for handler in tuple(route.handlers):
@@ -834,6 +916,10 @@ class Client:
             except ValidationError as exc:
                 self._report(exc, ClientErrorInfo("validation", RPC_PROGRESS, exc.issues))
                 return
+            except Exception as exc:  # a codec that cannot process this input
+                err = _unvalidatable(RPC_PROGRESS, exc)
+                self._report(err, ClientErrorInfo("validation", RPC_PROGRESS, err.issues))
+                return
             call._push_progress(value)
             return
         if message_type in (RPC_ERROR, ERROR):
@@ -846,6 +932,9 @@ class Client:
             payload, meta = validate_envelope(response, obj)
         except ValidationError as exc:
             call._fail(ValidationError("Reply validation failed", exc.issues))
+            return
+        except Exception as exc:  # a codec that cannot process this input
+            call._fail(_unvalidatable(message_type, exc, "Reply validation failed"))
             return
         call._resolve(Message(message_type, meta, payload))
 
@@ -866,7 +955,10 @@ class Client:
 
     def _report(self, exc: BaseException, info: ClientErrorInfo) -> None:
         if not self._error_callbacks:
-            _log.warning("wskit.client: %s error: %s", info.kind, exc)
+            if info.kind == "internal":
+                _log.error("wskit.client: internal error", exc_info=exc)
+            else:
+                _log.warning("wskit.client: %s error: %s", info.kind, exc)
             return
         for cb in tuple(self._error_callbacks):
             try:
@@ -1003,6 +1095,7 @@ class Client:
             timestamp=int(self._clock.now()),
             correlation_id=correlation_id,
             idempotency_key=None,
+            compat=self.compat,
         )
         frame = encode_message(schema, payload, out_meta)
         self._auto_connect()
@@ -1050,7 +1143,12 @@ class Client:
         if not call._sent:
             return
         call._sent = False
-        if self._state == "open":
+        abandoned = self._abandoned
+        abandoned[call.correlation_id] = None
+        if len(abandoned) > _ABANDONED_MEMORY:
+            del abandoned[next(iter(abandoned))]
+        # WS-Kit TS servers refuse reserved types ($ws:...) and cannot cancel a handler.
+        if self._state == "open" and self.compat == "wskit":
             self._outbox.append(
                 (encode_envelope(ABORT, {"correlationId": call.correlation_id}), None)
             )
@@ -1103,7 +1201,8 @@ class Client:
           ``$ws:abort`` is sent and :class:`RequestTimeoutError` raised.
         - ``on_progress(update)`` gets each progress update (sync or async).
         - ``idempotency_key`` goes out as ``meta.idempotencyKey``; such requests are
-          resent once after a reconnect, others fail with ``ConnectionClosedError``.
+          resent once after a reconnect, others fail with ``ConnectionClosedError``
+          (with ``compat="ws-kit-ts"`` a key raises ``ValidationError``).
         - ``retry`` (default: the client's ``retry``) retries retryable
           :class:`RpcError` replies, waiting ``retryAfterMs`` when given.
         - Cancelling the awaiting task sends ``$ws:abort``.
@@ -1166,6 +1265,7 @@ class Client:
             timestamp=int(self._clock.now()),
             correlation_id=cid,
             idempotency_key=idempotency_key,
+            compat=self.compat,
         )
         frame = encode_message(schema, payload, out_meta)
         self._auto_connect()
@@ -1224,6 +1324,21 @@ async def _swallow(result: Awaitable[Any]) -> None:
         await result
     except Exception:
         _log.exception("wskit.client: callback failed")
+
+
+def _unvalidatable(
+    message_type: str, exc: Exception, message: str | None = None
+) -> ValidationError:
+    """A ``ValidationError`` for input a codec failed on with another exception
+    (a serializer's depth limit, a lone surrogate...); the cause is chained."""
+    text = f"{type(exc).__name__}: {exc}"
+    if len(text) > 200:
+        text = text[:197] + "..."
+    err = ValidationError(
+        message or f"Invalid {message_type} message", [Issue([], f"Could not validate: {text}")]
+    )
+    err.__cause__ = exc
+    return err
 
 
 def _connect_error(exc: BaseException) -> ConnectError:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import enum
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Generic, Literal, TypeVar
 
 from wskit.client.errors import ServerError
-from wskit.core.envelope import ERROR, STANDARD_META_KEYS, encode_envelope
+from wskit.core.envelope import ERROR, STANDARD_META_KEYS, dumps
 from wskit.core.errors import Issue, RpcError, ValidationError
 from wskit.core.schema import MessageSchema
 
-__all__ = ["ClientErrorInfo", "ErrorKind", "Message", "SendStatus"]
+__all__ = ["ClientErrorInfo", "Compat", "ErrorKind", "Message", "SendStatus"]
 
 P = TypeVar("P")
 
@@ -21,7 +22,20 @@ P = TypeVar("P")
 #: the correlationId comes only from ``correlation_id=``).
 _DROPPED_META: Final = frozenset({"clientId", "receivedAt", "correlationId"})
 
-ErrorKind = Literal["parse", "validation", "overflow", "server", "handler"]
+ErrorKind = Literal["parse", "validation", "overflow", "server", "handler", "unmatched", "internal"]
+
+#: Which server dialect the client writes: ``"wskit"``, or ``"ws-kit-ts"`` for WS-Kit
+#: TypeScript servers, whose strict meta schema knows only ``timestamp``,
+#: ``correlationId`` and the schema's extended meta.
+Compat = Literal["wskit", "ws-kit-ts"]
+
+#: The largest ``retryAfterMs`` taken from a server (the largest integer a JS number
+#: holds exactly); larger or non-finite values are ignored.
+MAX_RETRY_AFTER_MS: Final = 2**53 - 1
+
+# Lone surrogates are valid in JSON strings (as escapes) but cannot be written as UTF-8;
+# an ASCII-only encoding escapes them (and everything else non-ASCII), as JSON.stringify does.
+_ascii_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +55,23 @@ class Message(Generic[P]):
 class ClientErrorInfo:
     """Where an error passed to ``on_error`` came from.
 
-    ``kind``: ``"parse"`` (undecodable frame; ``details`` is the raw frame),
-    ``"validation"`` (an inbound message or progress update failed its schema;
-    ``details`` is the issue list), ``"overflow"`` (offline queue or stream
-    buffer full), ``"server"`` (an uncorrelated ``ERROR`` frame) or
-    ``"handler"`` (a handler, stream or progress callback raised).
+    ``kind``:
+
+    - ``"parse"``: an undecodable frame (not JSON, not UTF-8, not an object, no
+      type, nested too deep...); ``details`` is the raw frame.
+    - ``"validation"``: an inbound message or progress update failed its schema,
+      or its codec could not process it; ``details`` is the issue list.
+    - ``"overflow"``: offline queue or stream buffer full.
+    - ``"server"``: an ``ERROR`` frame no request was waiting for.
+    - ``"handler"``: a handler, stream or progress callback raised.
+    - ``"unmatched"``: a reply, progress or ``RPC_ERROR`` frame for a
+      correlationId no request has (and no ``on_unhandled`` callback took it);
+      ``details`` is the decoded frame.
+    - ``"internal"``: the client itself failed. Handling one inbound frame raised
+      (``details`` is the raw frame; the frame is dropped and the next one is
+      read), or the connection's reader or writer failed (``details`` is
+      ``"reader"``, ``"writer"`` or ``"supervisor"``; the socket is closed with
+      1011 and the client reconnects).
     """
 
     kind: ErrorKind
@@ -86,15 +112,27 @@ def build_meta(
     timestamp: int,
     correlation_id: str | None,
     idempotency_key: str | None,
+    compat: Compat = "wskit",
 ) -> dict[str, Any]:
     """``{"timestamp": now, ...meta}`` with standard keys checked and extended
-    meta validated by the schema's meta codec. Raises ``ValidationError``."""
+    meta validated by the schema's meta codec. Raises ``ValidationError``.
+
+    With ``compat="ws-kit-ts"``, ``timeoutMs`` is never written and an
+    idempotency key (argument or ``meta``) is refused: a TS server drops a
+    request whose meta carries either."""
     out: dict[str, Any] = {"timestamp": timestamp}
     extended: dict[str, Any] | None = None
+    ts_server = compat == "ws-kit-ts"
+    if ts_server and idempotency_key is not None:
+        raise _ts_idempotency_error()
     if meta:
         issues: list[Issue] = []
         for key, value in meta.items():
             if key in _DROPPED_META:
+                continue
+            if ts_server and key in _TS_UNKNOWN_META:
+                if key == "idempotencyKey":
+                    raise _ts_idempotency_error()
                 continue
             if key in STANDARD_META_KEYS:
                 issue = _meta_issue(key, value)
@@ -125,6 +163,48 @@ def build_meta(
     return out
 
 
+def _ts_idempotency_error() -> ValidationError:
+    return ValidationError(
+        "Outbound validation failed",
+        [
+            Issue(
+                ["meta", "idempotencyKey"],
+                "WS-Kit TypeScript servers drop requests with meta.idempotencyKey "
+                "(compat='ws-kit-ts'): send it without an idempotency key",
+            )
+        ],
+    )
+
+
+#: Standard meta keys a WS-Kit TS server's strict meta schema does not know.
+_TS_UNKNOWN_META: Final = frozenset({"timeoutMs", "idempotencyKey"})
+
+
+def encode_frame(envelope: dict[str, Any]) -> str:
+    """Serialize one outbound envelope with the core's ``dumps``.
+
+    The result is always valid UTF-8 text: should a lone surrogate be left in
+    it, the frame is written ASCII-only instead, with the surrogate as a JSON
+    ``\\uXXXX`` escape (what ``JSON.stringify`` writes).
+    """
+    frame = dumps(envelope)
+    if not frame.isascii():
+        try:
+            frame.encode("utf-8")
+        except UnicodeEncodeError:
+            return _ascii_encoder.encode(envelope)
+    return frame
+
+
+def encode_envelope(
+    message_type: str, meta: dict[str, Any], payload: Any = None, *, has_payload: bool = False
+) -> str:
+    """``{"type", "meta", "payload"?}`` as a frame (``payload`` only when ``has_payload``)."""
+    if has_payload:
+        return encode_frame({"type": message_type, "meta": meta, "payload": payload})
+    return encode_frame({"type": message_type, "meta": meta})
+
+
 def encode_message(schema: MessageSchema[Any], payload: Any, meta: dict[str, Any]) -> str:
     """Validate ``payload`` with the schema's codec and serialize the frame."""
     codec = schema.payload
@@ -149,7 +229,9 @@ def error_from_frame(message_type: str, obj: Mapping[str, Any]) -> RpcError:
     (:class:`ServerError`) frame, tolerating malformed payloads.
 
     An explicit ``"retryAfterMs": null`` means "do not retry": it sets
-    ``retryable=False`` unless the server sent ``retryable`` itself.
+    ``retryable=False`` unless the server sent ``retryable`` itself. A
+    ``retryAfterMs`` that is negative, not finite or above
+    :data:`MAX_RETRY_AFTER_MS` is ignored.
     """
     body = obj.get("payload")
     if type(body) is not dict:
@@ -166,13 +248,12 @@ def error_from_frame(message_type: str, obj: Mapping[str, Any]) -> RpcError:
     retryable = body.get("retryable")
     if type(retryable) is not bool:
         retryable = None
-    retry_after = body.get("retryAfterMs")
+    retry_after: Any = body.get("retryAfterMs")
     retry_after_ms: int | None = None
-    if (
-        isinstance(retry_after, (int, float))
-        and not isinstance(retry_after, bool)
-        and math.isfinite(retry_after)
-        and retry_after >= 0
+    kind = type(retry_after)
+    # A 400-digit int cannot even be compared with math.isfinite (it overflows a float).
+    if (kind is int or (kind is float and math.isfinite(retry_after))) and (
+        0 <= retry_after <= MAX_RETRY_AFTER_MS
     ):
         retry_after_ms = int(retry_after)
     elif retry_after is None and "retryAfterMs" in body and retryable is None:
