@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from wskit.client import Client, ReconnectOptions, SendStatus
-from wskit.core.errors import RpcError
+from wskit.core.errors import RpcError, ValidationError
 from wskit.core.testing import FakeClock
 
 T = 10.0  # safety net for awaits that should complete at once
@@ -251,14 +251,19 @@ async def test_compat_client_request_with_deadline_meta_is_answered(
     # ts_server's teardown fails the test if the TS server rejected the frame.
 
 
-async def test_compat_client_idempotent_request_is_answered(
+async def test_compat_client_refuses_idempotency_keys_and_still_works(
     require_compat: None, ts_server: Any, make_client: Callable[..., Client], schemas: Any
 ) -> None:
+    # A strict TypeScript server would drop a request carrying meta.idempotencyKey, so the
+    # compat client refuses the key at call time instead of sending a request that hangs.
     client = make_client(ts_server.url, compat=True)
     await client.connect()
-    reply = await asyncio.wait_for(
-        client.request(schemas.Echo, payload={"text": "k"}, idempotency_key="k1"), T
-    )
+    with pytest.raises(ValidationError) as info:
+        await asyncio.wait_for(
+            client.request(schemas.Echo, payload={"text": "k"}, idempotency_key="k1"), T
+        )
+    assert [i["path"] for i in info.value.issues] == [["meta", "idempotencyKey"]]
+    reply = await asyncio.wait_for(client.request(schemas.Echo, payload={"text": "k"}), T)
     assert reply.text == "k"
 
 
