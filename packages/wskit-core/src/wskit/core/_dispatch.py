@@ -42,8 +42,16 @@ async def run_worker(conn: Connection[Any]) -> None:
                 await handle_frame(conn, received_at, item)
         else:
             await _run_concurrently(conn, limit)
-    finally:
+    except BaseException as exc:
         conn._worker = None
+        if not isinstance(exc, Exception):
+            raise
+        # A bug in wskit itself: report it, and never leave frames behind a dead worker.
+        conn._crashed(exc)
+        if conn._inbox and conn.state == "open":
+            conn._start_worker()
+        return
+    conn._worker = None
 
 
 async def _run_concurrently(conn: Connection[Any], limit: int) -> None:

@@ -479,18 +479,7 @@ class Connection(Generic[D]):
     def _start_worker(self) -> None:
         # A plain task, not an eager one (3.12+): measured end to end over aiohttp,
         # eager start cost more server CPU per round trip than it saved.
-        self._worker = worker = asyncio.get_running_loop().create_task(run_worker(self))
-        worker.add_done_callback(self._worker_done)
-
-    def _worker_done(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or task.exception() is None:
-            return
-        self._crashed(task)
-        if self._worker is task:
-            self._worker = None
-        # Never leave frames behind a worker that died.
-        if self._inbox and self.state == "open" and self._worker is None:
-            self._start_worker()
+        self._worker = asyncio.get_running_loop().create_task(run_worker(self))
 
     # -------------------------------------------------------------- outbound
 
@@ -643,14 +632,14 @@ class Connection(Generic[D]):
 
     def _background_done(self, task: asyncio.Task[Any]) -> None:
         self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self._crashed(task)
+        if not task.cancelled():
+            exc = task.exception()
+            if exc is not None:
+                self._crashed(exc)
 
-    def _crashed(self, task: asyncio.Task[Any]) -> None:
+    def _crashed(self, exc: BaseException) -> None:
         """A task of this connection ended with an exception wskit did not catch
         (a bug): log it and tell the router's error observers."""
-        exc = task.exception()
-        assert exc is not None
         _log.error("wskit: a task of connection %s crashed", self.client_id, exc_info=exc)
         self.router._notify_observers(exc, ErrorInfo(self, "$ws:crash", None))
 
