@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import aiohttp
+import pytest
 
 from wskit.core import HeartbeatOptions
 from wskit.pydantic import message
@@ -189,26 +190,52 @@ async def test_client_ping_gets_a_pong(
         assert msg.data == b"hello"
 
 
-async def test_direct_sends_use_aiohttp_sync_writer(
+async def test_frames_of_one_iteration_leave_in_one_write(
     app: Any, start: Any, session: aiohttp.ClientSession, recv: Any
 ) -> None:
-    # The direct path (core send_nowait) relies on aiohttp writer internals; if an
-    # aiohttp upgrade removes them it silently falls back to driving send_str. This
-    # test notices, so the fallback is a decision, not an accident.
+    # The progress update and the reply of an RPC are produced in one loop iteration;
+    # they reach the socket in a single write, in order.
     server = await start(app.router)
     async with session.ws_connect(server.url) as ws:
-        await ws.send_str('{"type": "PING", "payload": {"text": "direct"}}')
-        assert await recv(ws) == {"type": "PONG", "meta": {}, "payload": {"reply": "direct"}}
-        (session_state,) = server.handler._sessions.values()
-        assert session_state.transport._writer not in (None, False)
+        await ws.send_str('{"type": "PING", "payload": {"text": "warm"}}')
+        assert await recv(ws) == {"type": "PONG", "meta": {}, "payload": {"reply": "warm"}}
+        (state,) = server.handler._sessions.values()
+        socket = state.transport.socket
+        writes: list[bytes] = []
+        real_write = socket.write
+
+        def spy(data: bytes) -> None:
+            writes.append(bytes(data))
+            real_write(data)
+
+        socket.write = spy  # type: ignore[method-assign]
+        try:
+            await ws.send_str(
+                '{"type": "GET_USER", "meta": {"correlationId": "c1"}, "payload": {"userId": "7"}}'
+            )
+            first, second = await recv(ws), await recv(ws)
+        finally:
+            socket.write = real_write  # type: ignore[method-assign]
+        assert first["type"] == "$ws:rpc-progress"
+        assert second == {
+            "type": "USER_DATA",
+            "meta": {"correlationId": "c1"},
+            "payload": {"name": "user 7"},
+        }
+        assert len(writes) == 1
+        # Data frames came straight from aiohttp's parser (no read-loop wake-up each).
+        assert type(state.transport._ws._reader).__name__ == "FrameQueue"
+        assert b"$ws:rpc-progress" in writes[0] and b"USER_DATA" in writes[0]
+        assert writes[0].index(b"$ws:rpc-progress") < writes[0].index(b"USER_DATA")
 
 
 Hold = message("HOLD")
 Sink = message("SINK", i=int, data=str)
 
 
+@pytest.mark.parametrize("direct", [True, False], ids=["direct-reads", "read-loop"])
 async def test_a_full_inbound_queue_stops_reading_and_slows_the_sender(
-    make_app: Any, start: Any, session: aiohttp.ClientSession, wait_for: Any
+    make_app: Any, start: Any, session: aiohttp.ClientSession, wait_for: Any, direct: bool
 ) -> None:
     app = make_app(max_inbound_messages=100)
     release = asyncio.Event()
@@ -225,6 +252,7 @@ async def test_a_full_inbound_queue_stops_reading_and_slows_the_sender(
         handled.append(ctx.payload.i)
 
     server = await start(app.router)
+    server.handler.direct_reads = direct
     count, data = 20_000, "y" * 1000  # 20 MB: more than the kernel's socket buffers hold
     async with session.ws_connect(server.url) as ws:
         await ws.send_str(json.dumps({"type": "HOLD"}))

@@ -137,7 +137,11 @@ class Transport(Protocol):
     A transport may also offer ``send_nowait(frame: str) -> bool``: write the
     frame at once if that cannot block, else return ``False``. The connection
     then writes frames directly while its FIFO is empty and the pump is idle,
-    saving a task switch per frame (pub/sub fan-out, request/response).
+    saving a task switch per frame (pub/sub fan-out, request/response). Such a
+    transport may collect direct sends and write them together, at the latest
+    at the next event-loop iteration; it then also offers ``flush()``, which the
+    connection calls when its handlers have answered a batch of frames, so the
+    answers leave at once in one write.
     """
 
     async def send(self, frame: str) -> None: ...
@@ -153,6 +157,7 @@ class Connection(Generic[D]):
     __slots__ = (
         "_background",
         "_closing",
+        "_extensions",
         "_hb",
         "_inbox",
         "_inbox_bytes",
@@ -166,7 +171,6 @@ class Connection(Generic[D]):
         "close_reason",
         "connected_at",
         "data",
-        "extensions",
         "headers",
         "heartbeat",
         "max_inbound_bytes",
@@ -196,7 +200,8 @@ class Connection(Generic[D]):
         self.router = router
         self.data = data
         self.client_id = client_id or str(uuid.uuid4())
-        self.headers: Mapping[str, str] = dict(headers or {})
+        #: The upgrade request's headers as the adapter passed them (not copied).
+        self.headers: Mapping[str, str] = headers if headers is not None else {}
         self.max_message_bytes = max_message_bytes
         self.max_inbound_messages = max_inbound_messages or router.max_inbound_messages
         self.max_inbound_bytes = max_inbound_bytes or router.max_inbound_bytes
@@ -206,16 +211,17 @@ class Connection(Generic[D]):
         self.connected_at = router.clock.now()
         self.close_code: int | None = None
         self.close_reason = ""
-        self.extensions: dict[str, Any] = {}
-        self._inbox: deque[tuple[float, InboundItem, int]] = deque()
+        # Allocated on first use: an idle connection holds as little as possible.
+        self._extensions: dict[str, Any] | None = None
+        self._inbox: deque[tuple[float, InboundItem, int]] | None = None
         self._inbox_bytes = 0
         self._inbox_waiter: asyncio.Future[None] | None = None
         self._room_waiter: asyncio.Future[None] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._out = Outbox(max_buffered_bytes)
         self._hb: Heartbeat | None = None
-        self._rpcs: dict[str, RpcContext[Any, Any, D]] = {}
-        self._background: set[asyncio.Task[Any]] = set()
+        self._rpcs: dict[str, RpcContext[Any, Any, D]] | None = None
+        self._background: set[asyncio.Task[Any]] | None = None
         self._closing: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ data
@@ -229,6 +235,14 @@ class Connection(Generic[D]):
         else:
             for key, value in items.items():
                 setattr(data, key, value)
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        """Per-connection storage for plugins."""
+        extensions = self._extensions
+        if extensions is None:
+            extensions = self._extensions = {}
+        return extensions
 
     @property
     def buffered_bytes(self) -> int:
@@ -313,12 +327,12 @@ class Connection(Generic[D]):
         self.state = "closing"
         self.close_code = code
         self.close_reason = reason
-        self._inbox.clear()
+        self._inbox = None
         self._inbox_bytes = 0
         self._wake_reader()
         if self._hb is not None:
             self._hb.stop()
-        for ctx in list(self._rpcs.values()):
+        for ctx in list(self._rpcs.values()) if self._rpcs else ():
             ctx._cancel("disconnect")
         worker = self._worker
         if worker is not None:
@@ -397,6 +411,8 @@ class Connection(Generic[D]):
 
     def _enqueue(self, received_at: float, item: InboundItem, size: int) -> bool:
         inbox = self._inbox
+        if inbox is None:
+            inbox = self._inbox = deque()
         inbox.append((received_at, item, size))
         self._inbox_bytes += size
         if self._worker is None:
@@ -411,9 +427,9 @@ class Connection(Generic[D]):
     @property
     def inbound_full(self) -> bool:
         """The inbound queue is at its bound (the adapter should pause reading)."""
-        return (
-            len(self._inbox) >= self.max_inbound_messages
-            or self._inbox_bytes >= self.max_inbound_bytes
+        inbox = self._inbox
+        return inbox is not None and (
+            len(inbox) >= self.max_inbound_messages or self._inbox_bytes >= self.max_inbound_bytes
         )
 
     async def inbound_room(self) -> None:
@@ -428,14 +444,19 @@ class Connection(Generic[D]):
             await waiter
 
     def _inbound_backlogged(self) -> bool:
-        return (
-            len(self._inbox) * 2 > self.max_inbound_messages
+        inbox = self._inbox
+        return inbox is not None and (
+            len(inbox) * 2 > self.max_inbound_messages
             or self._inbox_bytes * 2 > self.max_inbound_bytes
         )
 
     def _take_inbound(self) -> tuple[float, InboundItem]:
-        received_at, item, size = self._inbox.popleft()
+        inbox = self._inbox
+        assert inbox is not None
+        received_at, item, size = inbox.popleft()
         self._inbox_bytes -= size
+        if not inbox:
+            self._inbox = None  # an idle connection keeps no queue
         if self._room_waiter is not None and not self._inbound_backlogged():
             self._wake_reader()
         return received_at, item
@@ -463,7 +484,7 @@ class Connection(Generic[D]):
             )
             self._enqueue(now, err, 0)
             return
-        ctx = self._rpcs.get(cid)
+        ctx = self._rpcs.get(cid) if self._rpcs else None
         if ctx is not None:
             ctx._cancel("client-abort")
         elif not abort_queued(self, cid):
@@ -605,6 +626,18 @@ class Connection(Generic[D]):
         """
         await self._out.pump(transport, lambda: self.state == "closed")
 
+    def attach(self, transport: Transport, *, on_error: Callable[[BaseException], None]) -> None:
+        """The alternative to :meth:`pump`: write through ``transport`` without a
+        task of the adapter's. Frames go out directly while nothing is queued;
+        a pump task runs only while the FIFO has items (a slow peer, pings, the
+        close). ``on_error(exc)`` is called if a write fails (drop the socket)."""
+        self._out.attach(transport, on_error)
+
+    async def wait_written(self) -> None:
+        """With :meth:`attach`: wait until what is queued was written (for the
+        adapter, before it finishes a close the router requested)."""
+        await self._out.wait_written()
+
     # ------------------------------------------------------------- plumbing
 
     def run_callback(self, callback: Callable[[], Any]) -> None:
@@ -627,11 +660,15 @@ class Connection(Generic[D]):
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
-        self._background.add(task)
+        background = self._background
+        if background is None:
+            background = self._background = set()
+        background.add(task)
         task.add_done_callback(self._background_done)
 
     def _background_done(self, task: asyncio.Task[Any]) -> None:
-        self._background.discard(task)
+        if self._background is not None:
+            self._background.discard(task)
         if not task.cancelled():
             exc = task.exception()
             if exc is not None:
@@ -656,7 +693,7 @@ class Connection(Generic[D]):
         """Wait until queued inbound frames and their handlers are done."""
         while True:
             pending = [t for t in (self._worker, self._closing) if t is not None and not t.done()]
-            pending.extend(self._background)
+            pending.extend(self._background or ())
             if not pending:
                 return
             await asyncio.wait(pending)
