@@ -225,6 +225,8 @@ _STANDARD_META_SCHEMA: dict[str, Any] = {
     "correlationId": {"type": "string"},
     "timeoutMs": {"type": "integer", "exclusiveMinimum": 0},
     "idempotencyKey": {"type": "string"},
+    "traceparent": {"type": "string", "description": "W3C trace context (traceparent)"},
+    "tracestate": {"type": "string", "description": "W3C trace context (tracestate)"},
 }
 
 

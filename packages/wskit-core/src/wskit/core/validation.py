@@ -37,6 +37,9 @@ _STANDARD_META: Final = {
     "correlationId": (_is_str, "Expected a string"),
     "timeoutMs": (_is_positive_int, "Expected a positive integer"),
     "idempotencyKey": (_is_str, "Expected a string"),
+    # W3C trace context: only the type is checked; a tracer ignores a value it cannot parse.
+    "traceparent": (_is_str, "Expected a string"),
+    "tracestate": (_is_str, "Expected a string"),
 }
 
 
