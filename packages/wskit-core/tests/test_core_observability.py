@@ -3,12 +3,14 @@ meta, the error code a handler answered with, and publish hooks."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
 from wskit.core import (
     STANDARD_META_KEYS,
+    PublishResult,
     RpcError,
     SchemaDefinitionError,
     ValidationError,
@@ -127,3 +129,88 @@ async def test_error_code_tells_middleware_how_a_message_was_answered() -> None:
         ("ASK", "NOT_FOUND"),
     ]
     assert conn.error_codes == ["PERMISSION_DENIED", "NOT_FOUND"]
+
+
+# ------------------------------------------------------------ publish hooks
+
+
+class _RecordingPubSub:
+    """The smallest pub/sub provider: records what reaches it."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, str, Any, Mapping[str, Any] | None]] = []
+
+    def topics(self, connection: Any) -> Any:
+        raise NotImplementedError
+
+    def readonly_topics(self, connection: Any) -> Any:
+        raise NotImplementedError
+
+    async def publish(
+        self,
+        topic: str,
+        schema: Any,
+        payload: Any,
+        *,
+        sender: Any = None,
+        exclude_self: bool = False,
+        partition_key: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> PublishResult:
+        self.published.append((topic, schema.type, payload, meta))
+        return PublishResult.success("exact", 0)
+
+    async def connection_opened(self, connection: Any) -> None:
+        pass
+
+    async def connection_closed(self, connection: Any) -> None:
+        pass
+
+
+async def test_publish_hooks_set_the_meta_of_every_publish(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    router = create_router()
+    provider = _RecordingPubSub()
+    router.set_pubsub(provider)
+    calls: list[tuple[str, str, Any]] = []
+
+    def add_trace(topic: str, schema: Any, meta: Mapping[str, Any] | None) -> Any:
+        calls.append((topic, schema.type, meta))
+        return {**(meta or {}), "traceparent": TRACEPARENT}
+
+    def broken(topic: str, schema: Any, meta: Mapping[str, Any] | None) -> Any:
+        raise RuntimeError("hook bug")
+
+    def keep(topic: str, schema: Any, meta: Mapping[str, Any] | None) -> None:
+        calls.append(("keep", schema.type, meta))
+
+    remove = router.add_publish_hook(add_trace)
+    router.add_publish_hook(broken)
+    router.add_publish_hook(keep)
+
+    @router.on(Ping)
+    async def ping(ctx: Any) -> None:
+        await ctx.publish("room:1", Ping, {"n": 1}, meta={"origin": "ctx"})
+
+    async with Harness(router) as h:
+        conn = await h.connect()
+        conn.send(Ping, {})
+        await h.flush()
+        await router.publish("room:2", Ping, {"n": 2})
+        remove()
+        await router.publish("room:3", Ping, {"n": 3})
+    traced = {"traceparent": TRACEPARENT}
+    assert provider.published == [
+        ("room:1", "PING", {"n": 1}, {"origin": "ctx", **traced}),
+        ("room:2", "PING", {"n": 2}, traced),
+        ("room:3", "PING", {"n": 3}, None),
+    ]
+    assert calls == [
+        ("room:1", "PING", {"origin": "ctx"}),
+        ("keep", "PING", {"origin": "ctx", **traced}),
+        ("room:2", "PING", None),
+        ("keep", "PING", traced),
+        ("keep", "PING", None),
+    ]
+    assert [r.getMessage() for r in caplog.records] == ["wskit: publish hook failed"] * 3

@@ -78,7 +78,9 @@ class BaseContext(Generic[D]):
     ) -> PublishResult:
         """Publish to a topic's subscribers; returns a PublishResult, never raises
         for runtime conditions. Requires ``with_pubsub()``."""
-        pubsub = self.connection.router.require_pubsub("ctx.publish()")
+        router = self.connection.router
+        pubsub = router.require_pubsub("ctx.publish()")
+        meta = router.publish_meta(topic, schema, meta)
         return await pubsub.publish(
             topic,
             schema,
