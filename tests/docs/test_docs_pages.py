@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = ["asyncapi.md"]
+PAGES = ["asyncapi.md", "middleware.md"]
 
 
 def _blocks(page: str) -> list[str]:
