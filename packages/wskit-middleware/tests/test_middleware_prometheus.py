@@ -211,5 +211,8 @@ async def test_one_instance_for_several_routers(registry: CollectorRegistry) -> 
         assert value("messages_total", type="PING", outcome="ok") == 2
     with pytest.raises(ValueError, match="Duplicated timeseries"):
         with_metrics(registry=registry)
-    other = with_metrics(registry=registry, namespace="chat")
-    assert other.messages._name == "chat_messages"
+    with_metrics(registry=registry, namespace="chat", buckets=[0.1, 1])
+    assert value("connections") == 0
+    assert registry.get_sample_value("chat_connections") == 0
+    with pytest.raises(ValueError, match="buckets"):
+        with_metrics(registry=None, buckets=[0, 1])

@@ -34,10 +34,18 @@ The metrics (``wskit`` is the default ``namespace``):
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Final
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
 from wskit.core.connection import ErrorInfo
 from wskit.core.context import CloseContext, MessageContext, OpenContext
@@ -82,7 +90,12 @@ _Ctx = MessageContext[Any, Any]
 
 class Metrics:
     """The plugin :func:`with_metrics` returns: apply it with ``router.plugin()``.
-    One instance may serve several routers; its gauges then add them up."""
+    One instance may serve several routers; its gauges then add them up.
+
+    It is also the Prometheus collector of the metrics: middleware and hooks only
+    add to plain counters on the event loop (no locks, no label lookups), and
+    :meth:`collect` builds the metric families when the registry is scraped.
+    """
 
     def __init__(
         self,
@@ -91,98 +104,44 @@ class Metrics:
         namespace: str = "wskit",
         buckets: Sequence[float] = DEFAULT_BUCKETS,
     ) -> None:
-        self.registry = registry
+        bounds = sorted(float(b) for b in buckets if b != float("inf"))
+        if not bounds or bounds[0] <= 0 or len(set(bounds)) != len(bounds):
+            raise ValueError("buckets must be distinct positive numbers (seconds)")
+        self.namespace = namespace
+        self.buckets: tuple[float, ...] = tuple(bounds)
         self._routers: list[Router[Any]] = []
-        ns = namespace
-        self.connections = Gauge(
-            "connections", "Connections open now", namespace=ns, registry=registry
-        )
-        self.connections.set_function(self._open_connections)
-        self.opened = Counter(
-            "connections_opened", "Connections opened", namespace=ns, registry=registry
-        )
-        self.closed = Counter(
-            "connections_closed", "Connections closed", namespace=ns, registry=registry
-        )
-        self.messages = Counter(
-            "messages",
-            "Inbound messages by type and outcome (ok or the error code answered)",
-            ["type", "outcome"],
-            namespace=ns,
-            registry=registry,
-        )
-        self.duration = Histogram(
-            "message_duration_seconds",
-            "Handler latency by message type",
-            ["type"],
-            namespace=ns,
-            registry=registry,
-            buckets=tuple(buckets),
-        )
-        self.errors = Counter("errors", "Errors by code", ["code"], namespace=ns, registry=registry)
-        self.buffered = Gauge(
-            "outbound_buffered_bytes",
-            "Bytes waiting in outbound buffers now",
-            namespace=ns,
-            registry=registry,
-        )
-        self.buffered.set_function(self._buffered_bytes)
-        self.slow_consumers = Counter(
-            "slow_consumer_closes",
-            "Connections closed because their outbound buffer overflowed",
-            namespace=ns,
-            registry=registry,
-        )
-        self.publishes = Counter(
-            "publishes",
-            "Publishes by message type and outcome (ok or the publish error)",
-            ["type", "outcome"],
-            namespace=ns,
-            registry=registry,
-        )
-        self.deliveries = Counter(
-            "deliveries",
-            "Subscribers matched by publishes, as the pub/sub adapter counts them",
-            namespace=ns,
-            registry=registry,
-        )
-        # Labelled children, cached: labels() costs more than the increment.
-        self._message_children: dict[tuple[str, str], Any] = {}
-        self._duration_children: dict[str, Any] = {}
-        self._error_children: dict[str, Any] = {}
+        self._opened = 0
+        self._closed = 0
+        self._slow_consumers = 0
+        self._deliveries = 0
+        self._messages: dict[tuple[str, str], int] = {}
+        self._errors: dict[str, int] = {}
+        self._publishes: dict[tuple[str, str], int] = {}
+        # type -> [count in each bucket (not cumulative)..., count above the last, sum]
+        self._durations: dict[str, list[float]] = {}
+        if registry is not None:
+            registry.register(self)
 
     def __call__(self, router: Router[Any]) -> Router[Any]:
         if router not in self._routers:
             self._routers.append(router)
         router.use(self.middleware)
-        router.on_open(self._opened)
-        router.on_close(self._closed)
+        router.on_open(self._opened_hook)
+        router.on_close(self._closed_hook)
         router.observe(self._observed)
         router.observe_publish(self._published)
         return router
 
-    # ---------------------------------------------------------------- gauges
-
-    def _open_connections(self) -> float:
-        return float(sum(len(r.connections) for r in self._routers))
-
-    def _buffered_bytes(self) -> float:
-        return float(sum(c.buffered_bytes for r in self._routers for c in r.connections.values()))
-
-    # -------------------------------------------------------------- counting
+    # ------------------------------------------------------------- counting
 
     def _count_message(self, message_type: str, result: str) -> None:
         key = (message_type, result)
-        child = self._message_children.get(key)
-        if child is None:
-            child = self._message_children[key] = self.messages.labels(*key)
-        child.inc()
+        counts = self._messages
+        counts[key] = counts.get(key, 0) + 1
 
     def _count_error(self, code: str) -> None:
-        child = self._error_children.get(code)
-        if child is None:
-            child = self._error_children[code] = self.errors.labels(code)
-        child.inc()
+        counts = self._errors
+        counts[code] = counts.get(code, 0) + 1
 
     async def middleware(self, ctx: _Ctx, next_: Next) -> None:
         start = time.perf_counter()
@@ -195,24 +154,23 @@ class Metrics:
         finally:
             elapsed = time.perf_counter() - start
             message_type = ctx.type
-            histogram = self._duration_children.get(message_type)
-            if histogram is None:
-                histogram = self._duration_children[message_type] = self.duration.labels(
-                    message_type
-                )
-            histogram.observe(elapsed)
+            row = self._durations.get(message_type)
+            if row is None:
+                row = self._durations[message_type] = [0.0] * (len(self.buckets) + 2)
+            row[bisect_left(self.buckets, elapsed)] += 1
+            row[-1] += elapsed
             result = outcome(ctx, failure)
             self._count_message(message_type, result)
             if failure is None and ctx.error_code is not None:
                 self._count_error(result)  # answered with ctx.error(): never reported
 
-    def _opened(self, ctx: OpenContext[Any]) -> None:
-        self.opened.inc()
+    def _opened_hook(self, ctx: OpenContext[Any]) -> None:
+        self._opened += 1
 
-    def _closed(self, ctx: CloseContext[Any]) -> None:
-        self.closed.inc()
+    def _closed_hook(self, ctx: CloseContext[Any]) -> None:
+        self._closed += 1
         if slow_consumer_closed(ctx.connection):
-            self.slow_consumers.inc()
+            self._slow_consumers += 1
 
     def _observed(self, exc: BaseException, info: ErrorInfo) -> None:
         self._count_error(exc.code if isinstance(exc, RpcError) else ErrorCode.INTERNAL)
@@ -227,9 +185,96 @@ class Metrics:
 
     def _published(self, record: PublishRecord) -> None:
         result = record.result
-        self.publishes.labels(record.type, OK if result.ok else (result.error or "UNKNOWN")).inc()
+        key = (record.type, OK if result.ok else (result.error or "UNKNOWN"))
+        self._publishes[key] = self._publishes.get(key, 0) + 1
         if result.ok and result.matched:
-            self.deliveries.inc(result.matched)
+            self._deliveries += result.matched
+
+    # ------------------------------------------------------------ collector
+
+    def _families(self) -> _Families:
+        ns = self.namespace
+        return _Families(
+            connections=GaugeMetricFamily(f"{ns}_connections", "Connections open now"),
+            opened=CounterMetricFamily(f"{ns}_connections_opened", "Connections opened"),
+            closed=CounterMetricFamily(f"{ns}_connections_closed", "Connections closed"),
+            messages=CounterMetricFamily(
+                f"{ns}_messages",
+                "Inbound messages by type and outcome (ok or the error code answered)",
+                labels=["type", "outcome"],
+            ),
+            durations=HistogramMetricFamily(
+                f"{ns}_message_duration_seconds",
+                "Handler latency by message type",
+                labels=["type"],
+            ),
+            errors=CounterMetricFamily(f"{ns}_errors", "Errors by code", labels=["code"]),
+            buffered=GaugeMetricFamily(
+                f"{ns}_outbound_buffered_bytes", "Bytes waiting in outbound buffers now"
+            ),
+            slow_consumers=CounterMetricFamily(
+                f"{ns}_slow_consumer_closes",
+                "Connections closed because their outbound buffer overflowed",
+            ),
+            publishes=CounterMetricFamily(
+                f"{ns}_publishes",
+                "Publishes by message type and outcome (ok or the publish error)",
+                labels=["type", "outcome"],
+            ),
+            deliveries=CounterMetricFamily(
+                f"{ns}_deliveries",
+                "Subscribers matched by publishes, as the pub/sub adapter counts them",
+            ),
+        )
+
+    def describe(self) -> list[Metric]:
+        """The metric names (what the registry checks for duplicates)."""
+        return self._families().all()
+
+    def collect(self) -> list[Metric]:
+        """The metric families with their current values (called on a scrape; it
+        may run in another thread: it only reads, from snapshots)."""
+        f = self._families()
+        open_now = [c for r in tuple(self._routers) for c in tuple(r.connections.values())]
+        f.connections.add_metric([], len(open_now))
+        f.buffered.add_metric([], sum(c.buffered_bytes for c in open_now))
+        f.opened.add_metric([], self._opened)
+        f.closed.add_metric([], self._closed)
+        f.slow_consumers.add_metric([], self._slow_consumers)
+        f.deliveries.add_metric([], self._deliveries)
+        for (message_type, result), count in list(self._messages.items()):
+            f.messages.add_metric([message_type, result], count)
+        for code, count in list(self._errors.items()):
+            f.errors.add_metric([code], count)
+        for (message_type, result), count in list(self._publishes.items()):
+            f.publishes.add_metric([message_type, result], count)
+        bounds = [repr(b) for b in self.buckets] + ["+Inf"]
+        for message_type, row in list(self._durations.items()):
+            counts = list(row)
+            cumulative = 0.0
+            buckets: list[tuple[str, float]] = []
+            for bound, in_bucket in zip(bounds, counts[:-1], strict=True):
+                cumulative += in_bucket
+                buckets.append((bound, cumulative))
+            f.durations.add_metric([message_type], buckets, counts[-1])
+        return f.all()
+
+
+@dataclass(frozen=True, slots=True)
+class _Families:
+    connections: GaugeMetricFamily
+    opened: CounterMetricFamily
+    closed: CounterMetricFamily
+    messages: CounterMetricFamily
+    durations: HistogramMetricFamily
+    errors: CounterMetricFamily
+    buffered: GaugeMetricFamily
+    slow_consumers: CounterMetricFamily
+    publishes: CounterMetricFamily
+    deliveries: CounterMetricFamily
+
+    def all(self) -> list[Metric]:
+        return [getattr(self, f.name) for f in fields(self)]
 
 
 def with_metrics(
@@ -242,8 +287,9 @@ def with_metrics(
     (default the global one; pass a ``CollectorRegistry()`` to keep them apart).
 
     Apply the result to one or more routers with ``router.plugin()``; the
-    metrics are created here, once (a second ``with_metrics()`` on the same
+    metrics are registered here, once (a second ``with_metrics()`` on the same
     registry and namespace is refused by prometheus_client as a duplicate).
+    ``buckets``: the latency histogram's upper bounds, in seconds.
     """
     return Metrics(registry=registry, namespace=namespace, buckets=buckets)
 

@@ -84,22 +84,24 @@ class Tracing:
         else:
             parent = self._root
         rpc = ctx.is_rpc
-        attributes: dict[str, Any] = {
-            "messaging.system": MESSAGING_SYSTEM,
-            "messaging.operation.type": "process",
-            "messaging.operation.name": "rpc" if rpc else "process",
-            "messaging.destination.name": ctx.type,
-            "messaging.client.id": ctx.client_id,
-        }
-        cid = meta.get("correlationId")
-        if cid is not None:
-            attributes["messaging.message.conversation_id"] = cid
+        # The attributes a sampler may use go in at the start; the others only
+        # onto spans that are recorded.
         span = self.tracer.start_span(
             f"rpc {ctx.type}" if rpc else f"process {ctx.type}",
             context=parent,
             kind=SpanKind.SERVER if rpc else SpanKind.CONSUMER,
-            attributes=attributes,
+            attributes={
+                "messaging.system": MESSAGING_SYSTEM,
+                "messaging.operation.type": "process",
+                "messaging.destination.name": ctx.type,
+            },
         )
+        if span.is_recording():
+            span.set_attribute("messaging.operation.name", "rpc" if rpc else "process")
+            span.set_attribute("messaging.client.id", ctx.client_id)
+            cid = meta.get("correlationId")
+            if cid is not None:
+                span.set_attribute("messaging.message.conversation_id", cid)
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         failure: BaseException | None = None
         try:
