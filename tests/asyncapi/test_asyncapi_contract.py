@@ -85,7 +85,15 @@ Nudge = message("NUDGE")  # no payload
 Raw = define_message("raw.event", any_object())  # core codec, odd type name
 Draw = attrs_message("DRAW", Path)  # attrs class form
 Area = attrs_rpc("AREA", Path, "AREA_RESULT", {"area": float})  # attrs RPC
-Track = rpc("TRACK", {"order_id": str}, "TRACKED", Progress)  # RPC with progress
+# An RPC with progress, and required extended meta on the request and the response.
+Track = rpc(
+    "TRACK",
+    {"order_id": str},
+    "TRACKED",
+    Progress,
+    meta={"tenant": str},
+    response_meta={"region": str},
+)
 Placed = message("PLACED", order_id=str)
 Shipped = message("room/shipped", order_id=str, at=int)
 Hello = message("HELLO", server=str)
@@ -142,8 +150,8 @@ def everything_router() -> Any:
     async def track(ctx: Any) -> None:
         if ctx.payload.order_id == "missing":
             raise RpcError("NOT_FOUND", "no such order")
-        ctx.progress({"done": 1, "total": 2})
-        ctx.reply({"done": 2, "total": 2})
+        ctx.progress({"done": 1, "total": 2}, meta={"region": "eu"})
+        ctx.reply({"done": 2, "total": 2}, meta={"region": "eu"})
 
     router.merge(sub)
     return router
@@ -375,10 +383,14 @@ async def test_everything_frames_match_the_document() -> None:
         },
         {
             "type": "TRACK",
-            "meta": {"correlationId": "t1", "timeoutMs": 1000},
+            "meta": {"correlationId": "t1", "timeoutMs": 1000, "tenant": "t"},
             "payload": {"orderId": "o1"},
         },
-        {"type": "TRACK", "meta": {"correlationId": "t2"}, "payload": {"orderId": "missing"}},
+        {
+            "type": "TRACK",
+            "meta": {"correlationId": "t2", "tenant": "t"},
+            "payload": {"orderId": "missing"},
+        },
         {"type": "UNKNOWN_TYPE", "payload": {}},
     ]
     async with Harness(router) as h:

@@ -252,7 +252,8 @@ class _Builder:
         if correlated:
             meta = env["properties"]["meta"]
             meta["required"] = ["correlationId", *meta.get("required", [])]
-            env["required"] = [*env["required"], "meta"]
+            if "meta" not in env["required"]:
+                env["required"] = [*env["required"], "meta"]
         return self.hoist(env, defs)
 
     # --------------------------------------------------------- messages
