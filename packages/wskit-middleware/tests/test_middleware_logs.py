@@ -120,7 +120,7 @@ async def test_one_record_per_connection_and_message(log: Any, failing_harness: 
     assert records.records[-1].getMessage().endswith('close_reason="bye now" connected_ms=0.000')
 
 
-async def test_fields_levels_payloads_and_context_fields(log: Any) -> None:
+async def test_fields_levels_payloads_and_context_fields(log: Any, failing_harness: Any) -> None:
     logger, records = log
     router = _router(
         logger=logger,
@@ -131,7 +131,7 @@ async def test_fields_levels_payloads_and_context_fields(log: Any) -> None:
         connections=False,
         context_fields=lambda ctx: {"user": ctx.data["user"]},
     )
-    async with Harness(router) as h:
+    async with failing_harness(router) as h:
         conn = await h.connect(data={"user": "ann"})
         conn.send(
             Ping,
@@ -139,6 +139,7 @@ async def test_fields_levels_payloads_and_context_fields(log: Any) -> None:
             meta={"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
         )
         conn.send(Deny, {"x": "y" * 600})
+        conn.send(Boom)  # no payload: no payload field
         await h.flush()
     assert [_strip(f) for f in records.fields] == [
         {
@@ -156,8 +157,9 @@ async def test_fields_levels_payloads_and_context_fields(log: Any) -> None:
             "payload": {},
             "user": "ann",
         },
+        {"type": "BOOM", "rpc": False, "outcome": "INTERNAL", "user": "ann"},
     ]
-    assert [r.levelno for r in records.records] == [logging.DEBUG, logging.ERROR]
+    assert [r.levelno for r in records.records] == [logging.DEBUG, logging.ERROR, logging.ERROR]
     assert "hunter2" not in records.records[0].getMessage()
 
 

@@ -236,7 +236,7 @@ class RequestLogging:
             traceparent = meta.get("traceparent")
             if traceparent is not None:
                 record["traceparent"] = traceparent
-        if "payload" in wanted:
+        if "payload" in wanted and ctx.schema.payload is not None:
             record["payload"] = _payload(ctx)
         self._log(level, record, ctx)
 
