@@ -165,9 +165,7 @@ async def test_message_spans_continue_the_clients_trace(spans: Any, failing_harn
     assert missing.status.status_code is StatusCode.UNSET
 
 
-async def test_deadline_and_abort_end_the_span(spans: Any) -> None:
-    from wskit.core.testing import Harness
-
+async def test_deadline_and_abort_end_the_span(spans: Any, failing_harness: Any) -> None:
     provider, exporter = spans
     router = _router(provider)
     gate: dict[str, Any] = {}
@@ -179,7 +177,7 @@ async def test_deadline_and_abort_end_the_span(spans: Any) -> None:
         await gate[ctx.correlation_id]
 
     router.rpc(Wait, wait)
-    async with Harness(router) as h:
+    async with failing_harness(router) as h:  # the abort is reported, never answered
         conn = await h.connect()
         aborted = conn.call(Wait, {})
         await h.flush()
