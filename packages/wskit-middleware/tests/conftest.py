@@ -56,8 +56,8 @@ def registry() -> CollectorRegistry:
     return CollectorRegistry()
 
 
-# Tests that make a handler raise a plain exception on purpose say so to the
-# harness (newer harnesses fail a test on unexpected handler failures).
+# Tests that make a handler raise a plain exception on purpose (or abort an RPC)
+# say so to the harness: newer harnesses fail a test on unexpected reported errors.
 _ALLOW: dict[str, Any] = (
     {"allow_errors": True} if "allow_errors" in inspect.signature(Harness).parameters else {}
 )
@@ -65,7 +65,7 @@ _ALLOW: dict[str, Any] = (
 
 @pytest.fixture
 def failing_harness() -> Any:
-    """``failing_harness(router)``: a Harness that expects handler failures."""
+    """``failing_harness(router)``: a Harness that expects reported errors."""
 
     def make(router: Any, **options: Any) -> Harness[Any]:
         return Harness(router, **_ALLOW, **options)
