@@ -1,5 +1,6 @@
 """The chat demo's server: rooms over the in-memory pub/sub, history as an RPC
-with progress, and a static page at ``/``.
+with progress, a static page at ``/`` and the AsyncAPI document at
+``/asyncapi.json``.
 
 Wire protocol (JSON text frames, ``{"type", "meta", "payload"}``):
 
@@ -22,7 +23,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from wskit.aiohttp import create_app
+from wskit.aiohttp import add_asyncapi_route, create_app
+from wskit.core.asyncapi import sends
 from wskit.pubsub import PubSubError, with_pubsub
 from wskit.pydantic import create_router, message, rpc, with_pydantic
 
@@ -68,10 +70,12 @@ def build_router() -> Any:
         return f"room:{room}"
 
     @router.on_open
+    @sends(Welcome)
     async def welcome(ctx: Any) -> None:
         ctx.send(Welcome, {"user": ctx.data["user"]})
 
     @router.on(Join)
+    @sends(Notice, topic="room:{room}")
     async def join(ctx: Any) -> None:
         try:
             name = topic(ctx.payload.room, ctx)
@@ -87,6 +91,7 @@ def build_router() -> Any:
         await ctx.publish(name, Notice, {"room": ctx.payload.room, "text": text})
 
     @router.on(Leave)
+    @sends(Notice, topic="room:{room}")
     async def leave(ctx: Any) -> None:
         try:
             name = topic(ctx.payload.room, ctx)
@@ -98,6 +103,7 @@ def build_router() -> Any:
             await ctx.publish(name, Notice, {"room": ctx.payload.room, "text": text})
 
     @router.on(Say)
+    @sends(Message, topic="room:{room}")
     async def say(ctx: Any) -> None:
         try:
             name = topic(ctx.payload.room, ctx)
@@ -124,6 +130,7 @@ def build_router() -> Any:
         ctx.reply(HistoryChunk(room=room, lines=lines, done=True))
 
     @router.on_close
+    @sends(Notice, topic="room:{room}")
     async def gone(ctx: Any) -> None:
         for name in list(ctx.topics):
             room = name.removeprefix("room:")
@@ -150,6 +157,8 @@ def make_app(router: Any | None = None) -> web.Application:
     async def index(request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html")
 
+    router = router or build_router()
     app = web.Application()
     app.router.add_get("/", index)
-    return create_app(router or build_router(), path="/ws", app=app, authenticate=authenticate)
+    add_asyncapi_route(app, router, ws_path="/ws", title="wskit chat")  # GET /asyncapi.json
+    return create_app(router, path="/ws", app=app, authenticate=authenticate)

@@ -43,8 +43,11 @@ RPC_ERROR: Final = "RPC_ERROR"
 
 #: Meta keys the server owns; stripped from inbound frames before validation.
 RESERVED_META_KEYS: Final = frozenset({"clientId", "receivedAt"})
-#: Meta fields every schema accepts (camelCase on the wire).
-STANDARD_META_KEYS: Final = frozenset({"timestamp", "correlationId", "timeoutMs", "idempotencyKey"})
+#: Meta fields every schema accepts (camelCase on the wire). ``traceparent`` and
+#: ``tracestate`` carry W3C trace context, so a trace can continue through any message.
+STANDARD_META_KEYS: Final = frozenset(
+    {"timestamp", "correlationId", "timeoutMs", "idempotencyKey", "traceparent", "tracestate"}
+)
 
 #: Longest ``meta.correlationId`` (in characters). A longer one is invalid: it
 #: cannot address an RPC, and answers never echo it.

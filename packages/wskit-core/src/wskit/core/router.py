@@ -26,6 +26,7 @@ __all__ = [
     "Middleware",
     "Next",
     "Plugin",
+    "PublishHook",
     "Route",
     "Router",
     "RpcHandler",
@@ -48,6 +49,10 @@ OpenHook = Callable[[OpenContext[D]], Awaitable[None] | None]
 CloseHook = Callable[[CloseContext[D]], Awaitable[None] | None]
 ErrorHook = Callable[[BaseException, ErrorInfo], Awaitable[None] | None]
 Plugin = Callable[["Router[Any]"], "Router[Any] | None"]
+#: ``hook(topic, schema, meta) -> meta``: see :meth:`Router.add_publish_hook`.
+PublishHook = Callable[
+    [str, MessageSchema[Any], "Mapping[str, Any] | None"], "Mapping[str, Any] | None"
+]
 
 OnConflict = Literal["error", "skip", "replace"]
 
@@ -501,6 +506,7 @@ class Router(Generic[D]):
         Requires ``with_pubsub()``; returns a PublishResult, never raises for
         runtime conditions."""
         pubsub = self.require_pubsub("publish()")
+        meta = self.publish_meta(topic, schema, meta)
         return await pubsub.publish(
             topic, schema, payload, sender=None, partition_key=partition_key, meta=meta
         )
@@ -554,6 +560,38 @@ class Router(Generic[D]):
                     await result
             except Exception:
                 _log.exception("wskit: on_error hook failed")
+
+    # ---------------------------------------------------------- publish hooks
+
+    _publish_hooks: tuple[PublishHook, ...] = ()
+
+    def add_publish_hook(self, hook: PublishHook) -> Callable[[], None]:
+        """Run ``hook(topic, schema, meta)`` for every ``ctx.publish()`` and
+        ``router.publish()`` before the pub/sub plugin sees it; a mapping it
+        returns becomes the publish's meta (``None`` keeps it). For plugins
+        that put context into published messages (tracing adds
+        ``meta.traceparent``). Hooks run in order; one that raises is logged and
+        skipped. Returns a function that removes the hook."""
+        self._publish_hooks = (*self._publish_hooks, hook)
+
+        def remove() -> None:
+            self._publish_hooks = tuple(h for h in self._publish_hooks if h is not hook)
+
+        return remove
+
+    def publish_meta(
+        self, topic: str, schema: MessageSchema[Any], meta: Mapping[str, Any] | None
+    ) -> Mapping[str, Any] | None:
+        """``meta`` as the publish hooks leave it (what a publish goes out with)."""
+        for hook in self._publish_hooks:
+            try:
+                changed = hook(topic, schema, meta)
+            except Exception:
+                _log.exception("wskit: publish hook failed")
+                continue
+            if changed is not None:
+                meta = changed
+        return meta
 
 
 def check_positive_int(name: str, value: Any) -> None:
