@@ -284,3 +284,38 @@ async def _until(condition: Any) -> None:
     """Poll ``condition()`` every millisecond (callers bound it with wait_for)."""
     while not condition():
         await asyncio.sleep(0.001)
+
+
+def test_fast_paths_hold_under_uvloop() -> None:
+    uvloop = pytest.importorskip("uvloop")
+    from wskit.aiohttp import create_app
+    from wskit.aiohttp.testing import loopback_server
+    from wskit.pydantic import create_router, rpc, with_pydantic
+
+    Get = rpc("GET", {"n": int}, "GOT", {"n": int})
+    router = create_router().plugin(with_pydantic())
+
+    @router.rpc(Get)
+    async def get(ctx: Any) -> None:
+        ctx.progress({"n": 0})
+        ctx.reply({"n": ctx.payload.n})
+
+    async def scenario() -> None:
+        app = create_app(router, path="/ws")
+        async with (
+            loopback_server(app, path="/ws") as server,
+            aiohttp.ClientSession() as session,
+            session.ws_connect(server.url) as ws,
+        ):
+            request = '{"type": "GET", "meta": {"correlationId": "c"}, "payload": {"n": 5}}'
+            await ws.send_str(request)
+            await asyncio.wait_for(ws.receive(), 5)
+            assert json.loads((await asyncio.wait_for(ws.receive(), 5)).data)["type"] == "GOT"
+            (state,) = server.handler._sessions.values()
+            # uvloop's transports are not asyncio.Transport subclasses: the direct
+            # write path and the direct read path must still be in use.
+            assert state.transport._socket is not None
+            assert type(state.transport._ws._reader).__name__ == "FrameQueue"
+            assert "uvloop" in type(asyncio.get_running_loop()).__module__
+
+    uvloop.run(scenario())

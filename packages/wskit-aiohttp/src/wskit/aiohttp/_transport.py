@@ -127,8 +127,9 @@ class AiohttpTransport:
     @property
     def socket(self) -> asyncio.Transport | None:
         """The underlying asyncio transport (``None`` once closed)."""
-        transport = self._request.transport
-        return transport if isinstance(transport, asyncio.Transport) else None
+        # (uvloop's transports are not asyncio.Transport subclasses, but behave as such:
+        # no isinstance check here.)
+        return self._request.transport
 
     @property
     def collected_bytes(self) -> int:
