@@ -27,6 +27,7 @@ import asyncio
 import inspect
 import logging
 import math
+import sys
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -78,6 +79,11 @@ OverflowPolicy = Literal["close", "drop"]
 
 #: A queued inbound frame: the decoded envelope, or the error that answers it.
 InboundItem = dict[str, Any] | ProtocolError
+
+#: Python 3.12+ can start a task eagerly (``asyncio.Task(..., eager_start=True)``).
+_EAGER_TASKS: Final = sys.version_info >= (3, 12)
+#: Marks the worker as started while an eager worker task runs its first step.
+_STARTING: Final[Any] = object()
 
 _OUT_META_DROP: Final = frozenset({"type", "correlationId", "clientId", "receivedAt"})
 
@@ -498,9 +504,19 @@ class Connection(Generic[D]):
         )
 
     def _start_worker(self) -> None:
-        # A plain task, not an eager one (3.12+): measured end to end over aiohttp,
-        # eager start cost more server CPU per round trip than it saved.
-        self._worker = asyncio.get_running_loop().create_task(run_worker(self))
+        loop = asyncio.get_running_loop()
+        if _EAGER_TASKS and self.router.eager_start:
+            # The worker task starts at once, inside this call: a handler that does
+            # not wait for anything has answered before receive() returns, without an
+            # event-loop round trip. It still runs in its own task (current_task() is
+            # the worker), so cancellation and asyncio.timeout() behave as usual.
+            self._worker = _STARTING  # frames arriving meanwhile queue behind it
+            worker = asyncio.Task(run_worker(self), loop=loop, eager_start=True)  # type: ignore[call-arg, unused-ignore]
+            if not worker.done():
+                self._worker = worker  # it waits for something: it is the worker now
+            # (done: run_worker has already cleared _worker, or started a successor)
+        else:
+            self._worker = loop.create_task(run_worker(self))
 
     # -------------------------------------------------------------- outbound
 

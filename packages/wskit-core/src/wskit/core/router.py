@@ -138,6 +138,9 @@ class Router(Generic[D]):
       4 MiB): the bound of each connection's queue of frames waiting for their
       handlers; at the bound the adapter stops reading from that socket until
       the queue has drained to half, so TCP slows the sender down.
+    - ``eager_start`` (default ``True``; Python 3.12+): a connection's handler task
+      starts inside ``receive()``, so a handler that does not wait for anything
+      answers without an event-loop round trip. It runs in its own task either way.
 
     Every option is checked here; a bad value raises ``ValueError`` (or
     ``TypeError``) naming it.
@@ -156,6 +159,7 @@ class Router(Generic[D]):
         heartbeat: HeartbeatOptions | None = None,
         max_inbound_messages: int = 1024,
         max_inbound_bytes: int = 4 << 20,
+        eager_start: bool = True,
     ) -> None:
         if on_unknown not in ("error", "ignore"):
             raise ValueError(f"on_unknown must be 'error' or 'ignore', not {on_unknown!r}")
@@ -181,6 +185,7 @@ class Router(Generic[D]):
         self.heartbeat = heartbeat
         self.max_inbound_messages = max_inbound_messages
         self.max_inbound_bytes = max_inbound_bytes
+        self.eager_start = eager_start
         #: Validate outbound payloads by default (validator plugins may change it).
         self.validate_outgoing = True
         self.pubsub: PubSubProvider | None = None
@@ -638,6 +643,7 @@ def create_router(
     heartbeat: HeartbeatOptions | None = None,
     max_inbound_messages: int = 1024,
     max_inbound_bytes: int = 4 << 20,
+    eager_start: bool = True,
 ) -> Router[dict[str, Any]]: ...
 
 
@@ -655,6 +661,7 @@ def create_router(
     heartbeat: HeartbeatOptions | None = None,
     max_inbound_messages: int = 1024,
     max_inbound_bytes: int = 4 << 20,
+    eager_start: bool = True,
 ) -> Router[D]: ...
 
 
@@ -671,6 +678,7 @@ def create_router(
     heartbeat: HeartbeatOptions | None = None,
     max_inbound_messages: int = 1024,
     max_inbound_bytes: int = 4 << 20,
+    eager_start: bool = True,
 ) -> Router[Any]:
     """Create a router. ``data_type`` only types ``ctx.data`` (e.g. a TypedDict);
     it is not checked at run time. See :class:`Router` for the options."""
@@ -685,4 +693,5 @@ def create_router(
         heartbeat=heartbeat,
         max_inbound_messages=max_inbound_messages,
         max_inbound_bytes=max_inbound_bytes,
+        eager_start=eager_start,
     )
