@@ -127,9 +127,10 @@ async def test_serve_on_loopback_answers_only_loopback_names() -> None:
     ws_app = create_asgi_app(SuiteApp().router)
     stop = asyncio.Event()
     ready: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
-    task = asyncio.ensure_future(
-        serve_async(ws_app, port=0, path="/ws", stop=stop, on_ready=ready.set_result, log_config=None)
+    serving = serve_async(
+        ws_app, port=0, path="/ws", stop=stop, on_ready=ready.set_result, log_config=None
     )
+    task = asyncio.ensure_future(serving)
     try:
         [url] = await asyncio.wait_for(ready, TIMEOUT)
         port = url.rsplit(":", 1)[1].split("/")[0]
