@@ -112,6 +112,20 @@ async def _until(condition: Callable[[], bool], what: str, timeout: float = TIME
         await asyncio.sleep(0.001)
 
 
+async def _stalled(value: Callable[[], int], what: str, quiet: float = 0.3) -> None:
+    """Return once ``value()`` stayed the same for ``quiet`` seconds (within
+    TIMEOUT): the absence of progress has no event to wait for."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TIMEOUT
+    while True:
+        before = value()
+        await asyncio.sleep(quiet)
+        if value() == before:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+
+
 def _error(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"type": "ERROR", "meta": {}, "payload": {"code": code, "message": message, **extra}}
 
@@ -349,7 +363,9 @@ class TransportConformance:
         return SuiteApp()
 
     @pytest.fixture(autouse=True)
-    async def _dispose_probes(self) -> AsyncIterator[None]:
+    async def _dispose_probes(self, start_server: ServerFactory) -> AsyncIterator[None]:
+        # Depends on start_server so that it is torn down first: clients still open
+        # when a test fails are dropped before the servers stop.
         self._probes: list[WebSocketProbe] = []
         yield
         for probe in self._probes:
@@ -680,18 +696,24 @@ class TransportConformance:
         await probe.send_text('{"type": "HOLD"}')
         await asyncio.wait_for(app.held.wait(), TIMEOUT)
         conn = app.connection()
+        sent = 0
 
         async def flood() -> None:
+            nonlocal sent
             for i in range(count):
                 await probe.send_json({"type": "SINK", "payload": {"i": i, "data": data}})
+                sent = i + 1
 
         sender = asyncio.ensure_future(flood())
         try:
             # The server queues up to its bound, then stops reading that socket ...
             await _until(lambda: conn.inbound_full, "the inbound queue to fill")
-            # ... and TCP slows the sender down: its write buffer fills, it waits.
+            # ... and TCP slows the sender down: its write buffer fills, and it makes
+            # no progress at all while the handlers are held.
             await _until(lambda: probe.write_buffer_size() > 64 * 1024, "the sender to block")
-            assert not sender.done()
+            await _stalled(lambda: sent, "the sender to stop making progress")
+            assert not sender.done() and sent < count
+            assert conn.inbound_full
             assert app.handled == []
             app.release.set()
             await asyncio.wait_for(sender, 4 * TIMEOUT)
