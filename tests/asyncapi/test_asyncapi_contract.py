@@ -302,7 +302,7 @@ class _Frames:
 
 
 async def _exchange_chat(router: Any) -> tuple[list[Any], list[Any]]:
-    from examples.chat.app import History, Join, Say
+    from examples.chat.router import History, Join, Say
 
     sent: list[Any] = []
     async with Harness(router) as h:

@@ -1,4 +1,5 @@
-"""Backpressure (slow consumers, overflow policies) and heartbeat over real sockets."""
+"""Backpressure details of the aiohttp adapter beyond the conformance suite: the
+socket's own write buffer, the send watchdog, the direct write path."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from wskit.core import HeartbeatOptions
 from wskit.pydantic import message
 
 Trickle = message("TRICKLE", count=int, size=int)
@@ -69,35 +69,6 @@ async def test_slow_consumer_is_bounded_then_closed_with_1013(
     assert [code for _, code, _ in app.closed] == [1013]
 
 
-async def test_drop_policy_sends_resource_exhausted_and_stays_open(
-    app: Any, start: Any, session: aiohttp.ClientSession, recv: Any
-) -> None:
-    server = await start(app.router, max_buffered_bytes=4096, overflow="drop")
-    async with session.ws_connect(server.url) as ws:
-        # FLOOD produces 4000 frames of ~10 KB at once. Frames this size never take the
-        # direct path (it is reserved for writes that keep the socket buffer < 16 KiB),
-        # so the first fills the 4 KiB outbound buffer (one frame is always accepted),
-        # the rest are dropped and the client is told once.
-        await ws.send_str('{"type": "FLOOD", "payload": {"count": 4000, "size": 10000}}')
-        frames = [await recv(ws)]
-        while frames[-1]["type"] == "CHUNK":
-            frames.append(await recv(ws))
-        chunks, error = frames[:-1], frames[-1]
-        assert [c["payload"]["i"] for c in chunks] == list(range(len(chunks)))
-        assert 0 < len(chunks) < 4000
-        assert error == {
-            "type": "ERROR",
-            "meta": {},
-            "payload": {
-                "code": "RESOURCE_EXHAUSTED",
-                "message": "Outbound buffer full: messages dropped",
-                "retryAfterMs": 100,
-            },
-        }
-        await ws.send_str('{"type": "PING", "payload": {"text": "still here"}}')
-        assert await recv(ws) == {"type": "PONG", "meta": {}, "payload": {"reply": "still here"}}
-
-
 async def test_peer_that_never_reads_is_dropped_after_send_timeout(
     app: Any, start: Any, session: aiohttp.ClientSession, wait_for: Any
 ) -> None:
@@ -126,68 +97,6 @@ async def test_peer_that_never_reads_is_dropped_after_send_timeout(
         del ws
     [(_, code, _)] = app.closed
     assert code == 1006
-
-
-async def test_heartbeat_closes_a_silent_peer(
-    app: Any, start: Any, session: aiohttp.ClientSession, wait_for: Any
-) -> None:
-    stale: list[Any] = []
-    server = await start(
-        app.router,
-        heartbeat=HeartbeatOptions(
-            interval_ms=50,
-            timeout_ms=100,
-            on_stale=lambda conn: (stale.append(conn), app.stale.set()),
-        ),
-    )
-    # autoping off and no reads: this client never answers a ping.
-    async with session.ws_connect(server.url, autoping=False) as ws:
-        await wait_for(app.stale.wait())
-        kinds = []
-        while True:
-            msg = await wait_for(ws.receive())
-            kinds.append(msg.type)
-            if msg.type is not aiohttp.WSMsgType.PING:
-                break
-        assert kinds[0] is aiohttp.WSMsgType.PING
-        assert msg.type is aiohttp.WSMsgType.CLOSE
-        assert msg.data == 1011
-        assert msg.extra == "Heartbeat timeout"
-    await server.stop()
-    assert [c.client_id for c in stale] == app.opened
-    assert [code for _, code, _ in app.closed] == [1011]
-
-
-async def test_heartbeat_keeps_a_peer_that_answers(
-    app: Any, start: Any, session: aiohttp.ClientSession, recv: Any, wait_for: Any
-) -> None:
-    server = await start(
-        app.router,
-        heartbeat=HeartbeatOptions(
-            interval_ms=30, timeout_ms=5000, on_stale=lambda conn: app.stale.set()
-        ),
-    )
-    async with session.ws_connect(server.url, autoping=False) as ws:
-        for _ in range(3):
-            msg = await wait_for(ws.receive())
-            assert msg.type is aiohttp.WSMsgType.PING
-            await ws.pong(msg.data)
-        await ws.send_str('{"type": "PING", "payload": {"text": "alive"}}')
-        while (frame := await recv(ws)) and not isinstance(frame, dict):
-            assert frame.type is aiohttp.WSMsgType.PING
-        assert frame == {"type": "PONG", "meta": {}, "payload": {"reply": "alive"}}
-    assert not app.stale.is_set()
-
-
-async def test_client_ping_gets_a_pong(
-    app: Any, start: Any, session: aiohttp.ClientSession, wait_for: Any
-) -> None:
-    server = await start(app.router)
-    async with session.ws_connect(server.url, autoping=False) as ws:
-        await ws.ping(b"hello")
-        msg = await wait_for(ws.receive())
-        assert msg.type is aiohttp.WSMsgType.PONG
-        assert msg.data == b"hello"
 
 
 async def test_frames_of_one_iteration_leave_in_one_write(
@@ -234,7 +143,7 @@ Sink = message("SINK", i=int, data=str)
 
 
 @pytest.mark.parametrize("direct", [True, False], ids=["direct-reads", "read-loop"])
-async def test_a_full_inbound_queue_stops_reading_and_slows_the_sender(
+async def test_both_read_paths_pause_on_a_full_inbound_queue(
     make_app: Any, start: Any, session: aiohttp.ClientSession, wait_for: Any, direct: bool
 ) -> None:
     app = make_app(max_inbound_messages=100)

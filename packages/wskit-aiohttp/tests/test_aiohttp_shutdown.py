@@ -78,18 +78,6 @@ async def test_shutdown_closes_every_connection_with_1001(
     await b.close()
 
 
-async def test_app_cleanup_closes_connections(
-    app: Any, start: Any, session: aiohttp.ClientSession, recv: Any
-) -> None:
-    server = await start(app.router)
-    async with session.ws_connect(server.url) as ws:
-        stopping = asyncio.ensure_future(server.stop())
-        msg = await recv(ws)
-        assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 1001)
-        await stopping
-    assert [code for _, code, _ in app.closed] == [1001]
-
-
 async def test_shutdown_aborts_peers_that_never_answer_the_close(
     app: Any, start: Any, session: aiohttp.ClientSession
 ) -> None:
