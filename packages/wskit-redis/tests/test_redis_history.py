@@ -39,8 +39,7 @@ async def poll(predicate: Callable[[], bool], timeout: float, what: str) -> None
 def delivered(sink: DeliverySink) -> list[tuple[int, int]]:
     """``(n, offset)`` per delivered envelope (offset 0 for plain topics)."""
     return [
-        (e.payload["n"], e.position.offset if e.position is not None else 0)
-        for e in sink.envelopes
+        (e.payload["n"], e.position.offset if e.position is not None else 0) for e in sink.envelopes
     ]
 
 
