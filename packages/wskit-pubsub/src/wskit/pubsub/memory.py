@@ -32,9 +32,9 @@ class _History:
         # (offset, time in ms, positioned envelope), oldest first; offsets contiguous.
         self.entries: deque[tuple[int, float, PublishEnvelope]] = deque()
 
-    def trim(self, policy: HistoryPolicy, now: float) -> None:
+    def trim(self, policy: HistoryPolicy, now: float, *, size: bool = True) -> None:
         entries = self.entries
-        if policy.max_messages is not None:
+        if size and policy.max_messages is not None:
             while len(entries) > policy.max_messages:
                 entries.popleft()
         if policy.max_age_ms is not None:
@@ -100,7 +100,7 @@ class MemoryPubSub:
         policy: HistoryPolicy,
     ) -> HistoryPage:
         history = self._topic_history(topic)
-        history.trim(policy, self._clock())
+        history.trim(policy, self._clock(), size=False)  # the size is kept by publish
         first = history.first
         entries: list[PublishEnvelope] = []
         if since is not None and since.epoch == history.epoch and since.offset < history.top:

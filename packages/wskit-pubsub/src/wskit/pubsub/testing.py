@@ -532,6 +532,10 @@ class AdapterConformance:
         assert (other.epoch, list(other.entries)) == (epoch, [])
         at_top = await _read(adapter, "conf:h:read", StreamPosition(epoch, 5), policy)
         assert list(at_top.entries) == []
+        # Publishes keep the size bound; a read does not trim by size.
+        small = HistoryPolicy(max_messages=1)
+        again = await _read(adapter, "conf:h:read", StreamPosition(epoch, 0), small)
+        assert [e.payload["n"] for e in again.entries] == [1, 2, 3, 4, 5]
 
     async def test_history_keeps_at_most_max_messages(
         self, new_adapter: Callable[[], Awaitable[PubSubAdapter]]
