@@ -254,3 +254,25 @@ async def test_reads_fail_cleanly_when_closed_or_down(
     await a.close()
     with pytest.raises(BackendUnavailable):
         await a.read_history("feed:down", None, limit=1, policy=POLICY)
+
+
+async def test_history_publishes_are_not_held_back_by_the_resume_grace(
+    adapters: Callable[..., RedisPubSub], redis_server: RedisServer
+) -> None:
+    """After a restart, plain publishes wait out the resume grace (pub/sub
+    cannot reach peers not subscribed yet); history publishes go out as soon
+    as this instance is subscribed again: a late peer fills from the stream."""
+    a = adapters(resume_grace_ms=60_000)
+    await a.start(DeliverySink())
+    b, sink = await started(adapters)
+    await b.subscribe("b1", "feed:grace")
+    await b.read_history("feed:grace", None, limit=1, policy=POLICY)
+    await redis_server.kill()
+    await redis_server.start()
+    await a.wait_connected(TIMEOUT)
+    plain = await a.publish(env("feed:plain", 1, None))
+    assert (plain.ok, plain.details) == (False, {"cause": "resume grace"})
+    result = await a.publish(env("feed:grace", 2))
+    assert result.ok and result.position is not None and result.position.offset == 1
+    await poll(lambda: len(sink.envelopes) == 1, TIMEOUT, "B gets it, live or filled")
+    assert sink.envelopes[0].position == result.position

@@ -731,6 +731,9 @@ class RedisPubSub:
 
         With ``envelope.history`` set, the message is appended to the topic's
         stream and published in one script; the result carries its position.
+        Such publishes are not held back by the resume grace (peers fill what
+        they missed from the stream), only while this instance is not
+        subscribed.
 
         Never raises: failures are ``ADAPTER_ERROR`` (Redis unreachable, timeout,
         closed, or this instance not subscribed yet after an outage: not sent)
@@ -739,7 +742,9 @@ class RedisPubSub:
         if self._state == "closed":
             return self._failure("closed")
         refusal = self._refusal()
-        if refusal is not None:
+        # A history topic needs no resume grace: peers that re-subscribe later
+        # read what they missed from its stream.
+        if refusal is not None and (refusal != _RESUME_GRACE or envelope.history is None):
             return self._failure(refusal)
         if len(self._queue) >= self.max_pending_publishes:
             return self._failure("too many pending publishes", "BACKPRESSURE")
