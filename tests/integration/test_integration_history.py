@@ -48,9 +48,7 @@ class Instance:
     def __init__(self, redis_url: str, history: HistoryPolicy) -> None:
         self.client = redis.Redis.from_url(redis_url)
         self.adapter: RedisPubSub = redis_pubsub(self.client, channel_prefix="it:")
-        self.router = create_router().plugin(
-            with_pubsub(self.adapter, history={"feed:*": history})
-        )
+        self.router = create_router().plugin(with_pubsub(self.adapter, history={"feed:*": history}))
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -261,7 +259,7 @@ async def test_redis_restarts_under_steady_publishing_lose_nothing_unreported(
         publisher = Publisher(ws)
         async with f.client:
             await f.until(lambda: f.kinds() == ["subscribed"], "subscribed on B")
-            tasks = [asyncio.ensure_future(publisher.pace()), asyncio.ensure_future(publisher.read())]
+            tasks = [asyncio.ensure_future(c) for c in (publisher.pace(), publisher.read())]
             kills: list[float] = []
             backs: list[float] = []
             try:
@@ -306,10 +304,12 @@ async def test_redis_restarts_under_steady_publishing_lose_nothing_unreported(
         after_back = [n for n in lost if n not in in_crash]
         gaps = [(s, t) for s, t in f.statuses if s.status == "gap"]
         # Offsets grow by one within an epoch, and each new epoch was announced.
-        epoch, offset = f.statuses[0][0].position.epoch, f.statuses[0][0].position.offset  # type: ignore[union-attr]
+        start = f.statuses[0][0].position
+        assert start is not None
+        epoch, offset = start.epoch, start.offset
         events = sorted(
             [(t, "tick", e, o) for _, e, o, t in f.ticks]
-            + [(t, "gap", s.position.epoch, s.position.offset) for s, t in gaps]  # type: ignore[union-attr]
+            + [(t, "gap", s.position.epoch, s.position.offset) for s, t in gaps if s.position]
         )
         for _, kind, e, o in events:
             if kind == "gap":
@@ -329,7 +329,7 @@ async def test_redis_restarts_under_steady_publishing_lose_nothing_unreported(
             f"{[(s.reason) for s, _ in gaps]}; delivery resumed "
             f"{', '.join(f'{r * 1000:.0f}' for r in resumed)} ms after Redis was back"
         )
-        print(f"\nhistory topic, Redis restarts under {RATE}/s, persistence={persistence}: {figures}")
+        print(f"\nhistory topic, restarts under {RATE}/s, persistence={persistence}: {figures}")
         assert after_back == [], figures
         assert len(refused) >= 10 * RESTARTS
         if persistence:
