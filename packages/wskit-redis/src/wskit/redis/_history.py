@@ -78,7 +78,7 @@ end
 """
 
 #: KEYS: stream, position hash. ARGV: channel, epoch candidate, max_messages
-#: (0: none), max_age_ms (0: none), envelope JSON. Returns ``{epoch, offset}``.
+#: (0: none), max_age_ms (0: none), envelope JSON. Returns ``"<epoch>:<offset>"``.
 PUBLISH_HISTORY_LUA: Final = (
     _TRIM_AGE
     + """
@@ -97,8 +97,9 @@ if maxage > 0 then
   trim_age(KEYS[1], now - maxage)
   redis.call('PEXPIRE', KEYS[1], maxage)
 end
-redis.call('PUBLISH', ARGV[1], '#' .. epoch .. ':' .. offset .. ':' .. ARGV[5])
-return {epoch, offset}
+local position = epoch .. ':' .. offset
+redis.call('PUBLISH', ARGV[1], '#' .. position .. ':' .. ARGV[5])
+return position
 """
 )
 

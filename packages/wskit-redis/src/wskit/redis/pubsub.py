@@ -197,6 +197,26 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
+def _pack(commands: list[tuple[Any, ...]]) -> bytes:
+    """RESP for a pipeline of commands whose arguments are str, int or bytes
+    (what this adapter sends): one buffer, no per-argument chunking."""
+    out: list[bytes] = []
+    append = out.append
+    for args in commands:
+        append(b"*%d\r\n" % len(args))
+        for arg in args:
+            if type(arg) is str:
+                data = arg.encode("utf-8", "surrogatepass")
+            elif type(arg) is bytes:
+                data = arg
+            else:
+                data = str(int(arg)).encode("ascii")
+            append(b"$%d\r\n" % len(data))
+            append(data)
+            append(b"\r\n")
+    return b"".join(out)
+
+
 class RedisPubSub:
     """Distributed pub/sub over Redis channels (see the module docs).
 
@@ -887,7 +907,7 @@ class RedisPubSub:
         load = not self._pub_scripts and any(item.kind != _PUBLISH for item in batch)
         if load:  # the scripts go first on a new connection (and after a SCRIPT FLUSH)
             commands[:0] = [("SCRIPT", "LOAD", source) for source in SCRIPTS]
-        await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+        await conn.send_packed_command(_pack(commands), check_health=False)
         if load:
             for _ in SCRIPTS:
                 await conn.read_response()
@@ -911,11 +931,9 @@ class RedisPubSub:
                 item.future.set_result(PublishResult.success("unknown"))
             elif item.kind == _APPEND:
                 self._published += 1
-                epoch, offset = reply
+                epoch, _, offset = _text(reply).rpartition(":")
                 item.future.set_result(
-                    PublishResult.success(
-                        "unknown", position=StreamPosition(_text(epoch), int(offset))
-                    )
+                    PublishResult.success("unknown", position=StreamPosition(epoch, int(offset)))
                 )
             else:
                 item.future.set_result(reply)
