@@ -155,9 +155,7 @@ async def resume(adapter: Any, publisher_adapter: Any) -> tuple[float, int]:
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     port = runner.addresses[0][1]
     try:
-        page = await adapter.read_history(
-            "feed:resume", None, limit=1, policy=history["feed:*"]
-        )
+        page = await adapter.read_history("feed:resume", None, limit=1, policy=history["feed:*"])
         since = {"epoch": page.epoch, "offset": page.top}
         for first in range(0, MISSED, WINDOW):
             results = await asyncio.gather(
