@@ -121,7 +121,14 @@ async def follow_feed(url: str, feed: str, *, as_json: bool) -> None:
                 }
             )
 
-        async def on_status(status: TopicStatus) -> None:
+        reloads: set[asyncio.Task[None]] = set()
+
+        async def reload() -> None:
+            state = await client.request(Snapshot, payload={"feed": feed})
+            show({"event": "snapshot", "seq": state.seq, "price": state.price})
+
+        def on_status(status: TopicStatus) -> None:
+            # Synchronous, so it runs in frame order: before the next tick.
             position = status.position
             show(
                 {
@@ -133,8 +140,9 @@ async def follow_feed(url: str, feed: str, *, as_json: bool) -> None:
                 }
             )
             if status.gap:  # messages were lost for good: reload the state
-                state = await client.request(Snapshot, payload={"feed": feed})
-                show({"event": "snapshot", "seq": state.seq, "price": state.price})
+                task = asyncio.ensure_future(reload())
+                reloads.add(task)
+                task.add_done_callback(reloads.discard)
 
         client.on(Tick, on_tick)
         client.follow(
