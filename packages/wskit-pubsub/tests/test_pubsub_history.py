@@ -589,3 +589,27 @@ def test_envelopes_are_immutable_and_at_is_memoized() -> None:
     }
     assert PublishEnvelope.from_json(env.to_json(), position=pos) == env.at(pos)
     assert "position=StreamPosition" in repr(env.at(pos))
+
+
+async def test_a_live_message_of_another_epoch_does_not_keep_the_replay_reading() -> None:
+    """A message noted during the replay whose epoch the history does not have
+    (an older one) is read for once, then forgotten: the replay ends."""
+    adapter = GatedHistory()
+    router = make_router(adapter)
+    pubsub = get_pubsub(router)
+    async with Harness(router, allow_errors=False) as h:
+        await publish(router, "feed:stale", 1)
+        a = await h.connect()
+        await follow(h, a, "feed:stale")
+        epoch = statuses(a)[0]["epoch"]
+        adapter.gate.clear()
+        b = await h.connect()
+        b.send(Follow, {"topic": "feed:stale", "since": {"epoch": epoch, "offset": 0}})
+        await h.flush()
+        stale = PublishEnvelope("feed:stale", "TICK", {}, {"n": 0}).at(StreamPosition("old", 7))
+        pubsub.deliver(stale)
+        adapter.gate.set()
+        await h.flush()
+        assert len(adapter.reads) == 3  # a's, b's first, one more for the stale epoch
+        assert ticks(b) == [(1, 1)]
+        assert statuses(b)[0]["status"] == "recovered"

@@ -364,10 +364,11 @@ class PubSub:
                     )
             client_id = conn.client_id
             for plan in plans:  # live deliveries wait until the replay is queued
-                plan.stream = self._streams.get(plan.topic) or self._streams.setdefault(
-                    plan.topic, _Stream()
-                )
-                plan.stream.holds[client_id] = plan.hold
+                stream = self._streams.get(plan.topic)
+                if stream is None:
+                    stream = self._streams[plan.topic] = _Stream()
+                stream.holds[client_id] = plan.hold
+                plan.stream = stream
             try:
                 await self._call_adapter(client_id, to_add, to_remove)
                 try:
@@ -457,6 +458,15 @@ class PubSub:
         noted) and read again from the history, which holds every one of them;
         the switch to live happens with no await after the last check.
         """
+        try:
+            return await self._replay(conn, plan, page)
+        finally:
+            if plan.hold.epoch is None:  # stopped early (closing, cancelled): never stay held
+                stream = plan.stream
+                if stream is not None and stream.holds.get(conn.client_id) is plan.hold:
+                    del stream.holds[conn.client_id]
+
+    async def _replay(self, conn: Connection[Any], plan: _Plan, page: HistoryPage) -> TopicStatus:
         topic, hold, stream = plan.topic, plan.hold, plan.stream
         assert stream is not None
         since = plan.since
@@ -502,9 +512,10 @@ class PubSub:
                 status, reason = "gap", lost
                 epoch, last, entries, more = page.epoch, page.top, (), False
                 _send_status(conn, topic, status, epoch, last, reason)
-                continue
-            entries = page.entries
-            more = len(entries) >= HISTORY_READ_LIMIT
+            else:
+                entries = page.entries
+                more = len(entries) >= HISTORY_READ_LIMIT
+            hold.settle(page.epoch)
         else:
             status, reason = "gap", "unavailable"
             _send_status(conn, topic, status, epoch, last, reason)
@@ -847,6 +858,12 @@ class _Hold:
         """Live messages past ``last`` (or from another epoch) were held back."""
         seen_epoch = self.seen_epoch
         return seen_epoch is not None and (seen_epoch != epoch or self.seen > last)
+
+    def settle(self, epoch: str) -> None:
+        """The history's epoch is ``epoch`` now: live messages noted in another
+        one (an older epoch) are not in it and need no reading."""
+        if self.seen_epoch != epoch:
+            self.seen_epoch = None
 
     def go_live(self, epoch: str, floor: int) -> None:
         self.epoch = epoch

@@ -1015,6 +1015,8 @@ class RedisPubSub:
                     if position.offset > seq.last:
                         seq.last = position.offset
                         self._hand_over(envelope)
+                if seq.seen_epoch != seq.epoch:  # noted in an older epoch: not in this one
+                    seq.seen_epoch = None
                 if len(page.entries) >= _FILL_LIMIT or seq.behind():
                     continue
                 return
