@@ -613,3 +613,14 @@ async def test_a_live_message_of_another_epoch_does_not_keep_the_replay_reading(
         assert len(adapter.reads) == 3  # a's, b's first, one more for the stale epoch
         assert ticks(b) == [(1, 1)]
         assert statuses(b)[0]["status"] == "recovered"
+
+
+async def test_a_publisher_cannot_set_a_position_itself() -> None:
+    router = make_router()
+    async with Harness(router) as h:
+        a = await h.connect()
+        await follow(h, a, "plain:spoof")
+        fake = {"topic": "plain:spoof", "epoch": "x", "offset": 99}
+        await router.publish("plain:spoof", Tick, {"n": 1}, meta={TOPIC_POSITION: fake, "k": 1})
+        await h.flush()
+        assert a.frames == [{"type": "TICK", "meta": {"k": 1}, "payload": {"n": 1}}]

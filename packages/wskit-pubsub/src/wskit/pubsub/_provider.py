@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from wskit.core.envelope import encode_envelope
 from wskit.core.errors import CapabilityError, RpcError, ValidationError
 from wskit.core.pubsub import (
+    TOPIC_POSITION,
     TOPIC_STATUS,
     GapReason,
     PublishRecord,
@@ -59,7 +60,7 @@ _REPLAY_FILL: Final = 2
 _REPLAY_STALL: Final = 10.0
 # Outbound meta keys never copied from a publisher's ``meta``.
 _META_DROP: Final = frozenset(
-    {"type", "correlationId", "clientId", "receivedAt", EXCLUDE_CLIENT_ID}
+    {"type", "correlationId", "clientId", "receivedAt", EXCLUDE_CLIENT_ID, TOPIC_POSITION}
 )
 
 
@@ -552,7 +553,7 @@ class PubSub:
             ).to_payload(),
             has_payload=True,
         )
-        _log.warning(
+        _log.info(
             "wskit.pubsub: history of %r lost continuity (%s) before offset %d of epoch %s",
             topic,
             reason,

@@ -1001,7 +1001,7 @@ class RedisPubSub:
                 if page.epoch != seq.epoch:
                     # The history was lost (a restart without persistence): what
                     # the new epoch holds comes next; the plugin announces the gap.
-                    _log.warning(
+                    _log.info(
                         "wskit.redis: history of %r restarted in a new epoch (%s -> %s)",
                         topic,
                         seq.epoch,
