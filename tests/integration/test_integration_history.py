@@ -2,7 +2,8 @@
 wskit-client following a history topic, messages counted exactly.
 
 - a client away for N publishes resumes with exactly those N, in order, once,
-  on the instance it reconnects to (another one than it left);
+  on the instance it reconnects to (another one than it left), also while
+  publishing goes on during the resume;
 - history trimmed past the client's position gives the explicit gap answer;
 - Redis killed and restarted under steady publishing (50/s from instance A,
   the follower on instance B): no publish reported ok after Redis is back is
@@ -172,6 +173,42 @@ async def test_missed_publishes_are_resumed_exactly_once_on_another_instance(
         assert f.kinds() == ["subscribed", "recovered"]
         assert f.statuses[1][0].position == StreamPosition(epoch, 5)
         print(f"\n200 missed publishes resumed on another instance in {replayed_in * 1000:.0f} ms")
+
+
+async def test_resume_while_publishing_goes_on_misses_nothing_and_repeats_nothing(
+    redis_server: RedisServer,
+) -> None:
+    """C publishes steadily (every 2 ms) while the client moves from A to B: the
+    replay on B and the live messages that keep arriving meet with no hole and
+    no repeat."""
+    async with instances(redis_server, 3, HistoryPolicy(max_messages=10_000)) as (a, b, c):
+        f = Follower(a.url, "feed:busy")
+        sent: list[int] = []
+        stop = asyncio.Event()
+
+        async def steady() -> None:
+            for n in range(1, 5001):  # bounded
+                if stop.is_set():
+                    return
+                await c.publish("feed:busy", n)
+                sent.append(n)
+                await asyncio.sleep(0.002)
+
+        async with f.client:
+            await f.until(lambda: f.kinds() == ["subscribed"], "subscribed on A")
+            task = asyncio.ensure_future(steady())
+            try:
+                await f.until(lambda: len(f.ticks) >= 50, "live on A")
+                await a.stop()
+                f.client.url = b.url
+                await f.until(lambda: f.kinds() == ["subscribed", "recovered"], "recovered")
+                at = len(sent)
+                await f.until(lambda: len(f.ticks) >= at + 50, "live on B")
+            finally:
+                stop.set()
+                await task
+            await f.until(lambda: f.numbers() == sent, "every publish")
+        assert [(n, off) for n, _, off, _ in f.ticks] == [(n, n) for n in sent]
 
 
 async def test_trimmed_history_is_the_explicit_cannot_recover_answer(
