@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from wskit.aiohttp.server import _run, create_app
+from wskit.aiohttp.server import _run, create_app, pick_uvloop
 from wskit.core.connection import HeartbeatOptions
 from wskit.core.router import Router
 
@@ -102,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="open connections plus upgrades in progress; beyond it 503 (default: unlimited)",
     )
     parser.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="event loop: uvloop when installed (wskit-aiohttp[speed]), or force one "
+        "(default: auto)",
+    )
+    parser.add_argument(
         "--heartbeat",
         type=_seconds,
         default=None,
@@ -131,7 +138,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     except ValueError as exc:
         parser.error(str(exc))
-    _run(app, host=args.host, port=args.port, path=args.path)
+    try:
+        pick_uvloop(args.loop)
+    except RuntimeError as exc:
+        parser.error(str(exc))
+    _run(app, host=args.host, port=args.port, path=args.path, loop=args.loop)
 
 
 if __name__ == "__main__":

@@ -36,23 +36,32 @@ async def run_worker(conn: Connection[Any]) -> None:
     limit = conn.router.max_concurrency
     try:
         if limit == 1:
-            inbox = conn._inbox
-            while inbox and conn.state == "open":
+            while conn._inbox and conn.state == "open":
                 received_at, item = conn._take_inbound()
                 await handle_frame(conn, received_at, item)
         else:
             await _run_concurrently(conn, limit)
-    finally:
+        # The answers of this batch leave together, now (a transport that collects
+        # direct sends would otherwise write them at the next loop iteration).
+        conn._out.flush()
+    except BaseException as exc:
         conn._worker = None
+        if not isinstance(exc, Exception):
+            raise
+        # A bug in wskit itself: report it, and never leave frames behind a dead worker.
+        conn._crashed(exc)
+        if conn._inbox and conn.state == "open":
+            conn._start_worker()
+        return
+    conn._worker = None
 
 
 async def _run_concurrently(conn: Connection[Any], limit: int) -> None:
-    inbox = conn._inbox
     running: set[asyncio.Task[None]] = set()
     loop = asyncio.get_running_loop()
     try:
         while True:
-            while inbox and conn.state == "open" and len(running) < limit:
+            while conn._inbox and conn.state == "open" and len(running) < limit:
                 received_at, item = conn._take_inbound()
                 running.add(loop.create_task(handle_frame(conn, received_at, item)))
             if not running:
@@ -82,7 +91,30 @@ async def handle_frame(conn: Connection[Any], received_at: float, item: InboundI
             await conn._report(item, item.message_type, None)
             return
         message_type = item["type"]
-        await _route(conn, received_at, item)
+        router = conn.router
+        route = router._routes.get(message_type)
+        if route is None:
+            await _no_route(conn, item, message_type)
+            return
+        schema = route.schema
+        try:
+            payload, meta = validate_envelope(schema, item)
+        except ValidationError as exc:
+            cid = correlation_id(item)
+            kind = RPC_ERROR if (route.is_rpc and cid is not None) else ERROR
+            conn.send_error(kind, exc.code, exc.message, exc.details, correlation_id=cid)
+            await conn._report(exc, message_type, None)
+            return
+        chain = route.chain if route.chain is not None else router._build_chain(route)
+        if route.is_rpc:
+            await _dispatch_rpc(conn, route, chain, payload, meta, received_at)
+            return
+        ctx: MessageContext[Any, Any] = MessageContext(conn, schema, payload, meta, received_at)
+        try:
+            await chain(ctx)
+        except Exception as exc:  # the handler or a middleware failed
+            _answer_handler_error(conn, ERROR, exc, meta.get("correlationId"))
+            await conn._report(exc, message_type, ctx)
     except asyncio.CancelledError:
         raise
     except Exception as exc:
@@ -95,34 +127,6 @@ async def handle_frame(conn: Connection[Any], received_at: float, item: InboundI
                 kind = RPC_ERROR
         conn.send_error(kind, ErrorCode.INTERNAL, _internal_message(conn, exc), correlation_id=cid)
         await conn._report(exc, message_type, None)
-
-
-async def _route(conn: Connection[Any], received_at: float, item: dict[str, Any]) -> None:
-    router = conn.router
-    message_type: str = item["type"]
-    route = router._routes.get(message_type)
-    if route is None:
-        await _no_route(conn, item, message_type)
-        return
-    schema = route.schema
-    try:
-        payload, meta = validate_envelope(schema, item)
-    except ValidationError as exc:
-        cid = correlation_id(item)
-        kind = RPC_ERROR if (route.is_rpc and cid is not None) else ERROR
-        conn.send_error(kind, exc.code, exc.message, exc.details, correlation_id=cid)
-        await conn._report(exc, message_type, None)
-        return
-    chain = route.chain if route.chain is not None else router._build_chain(route)
-    if route.is_rpc:
-        await _dispatch_rpc(conn, route, chain, payload, meta, received_at)
-        return
-    ctx: MessageContext[Any, Any] = MessageContext(conn, schema, payload, meta, received_at)
-    try:
-        await chain(ctx)
-    except Exception as exc:
-        _answer_handler_error(conn, ERROR, exc, meta.get("correlationId"))
-        await conn._report(exc, message_type, ctx)
 
 
 async def _dispatch_rpc(
@@ -144,6 +148,8 @@ async def _dispatch_rpc(
         await conn._report(exc, message_type, None)
         return
     rpcs = conn._rpcs
+    if rpcs is None:
+        rpcs = conn._rpcs = {}
     if cid in rpcs:
         dup = ProtocolError(
             ErrorCode.ALREADY_EXISTS,
@@ -210,11 +216,16 @@ def expire_rpc(ctx: RpcContext[Any, Any, Any]) -> None:
 
 def abort_queued(conn: Connection[Any], cid: str) -> bool:
     """Drop a queued (not yet started) RPC with this correlationId."""
-    for entry in conn._inbox:
+    inbox = conn._inbox
+    if inbox is None:
+        return False
+    for entry in inbox:
         queued = entry[1]
         if type(queued) is dict and correlation_id(queued) == cid:
-            conn._inbox.remove(entry)
+            inbox.remove(entry)
             conn._inbox_bytes -= entry[2]
+            if not inbox:
+                conn._inbox = None
             return True
     return False
 
