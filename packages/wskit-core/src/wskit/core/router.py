@@ -135,7 +135,7 @@ class Router(Generic[D]):
       ``overflow`` (``"close"`` with 1013, or ``"drop"``), ``heartbeat``:
       per-connection defaults (see :meth:`connect`).
     - ``max_inbound_messages`` (default 1,024) and ``max_inbound_bytes`` (default
-      4 MiB): the bound of each connection's queue of frames waiting for their
+      1 MiB): the bound of each connection's queue of frames waiting for their
       handlers; at the bound the adapter stops reading from that socket until
       the queue has drained to half, so TCP slows the sender down.
     - ``eager_start`` (default ``True``; Python 3.12+): a connection's handler task
@@ -158,7 +158,7 @@ class Router(Generic[D]):
         overflow: OverflowPolicy = "close",
         heartbeat: HeartbeatOptions | None = None,
         max_inbound_messages: int = 1024,
-        max_inbound_bytes: int = 4 << 20,
+        max_inbound_bytes: int = 1 << 20,
         eager_start: bool = True,
     ) -> None:
         if on_unknown not in ("error", "ignore"):
@@ -642,7 +642,7 @@ def create_router(
     overflow: OverflowPolicy = "close",
     heartbeat: HeartbeatOptions | None = None,
     max_inbound_messages: int = 1024,
-    max_inbound_bytes: int = 4 << 20,
+    max_inbound_bytes: int = 1 << 20,
     eager_start: bool = True,
 ) -> Router[dict[str, Any]]: ...
 
@@ -660,7 +660,7 @@ def create_router(
     overflow: OverflowPolicy = "close",
     heartbeat: HeartbeatOptions | None = None,
     max_inbound_messages: int = 1024,
-    max_inbound_bytes: int = 4 << 20,
+    max_inbound_bytes: int = 1 << 20,
     eager_start: bool = True,
 ) -> Router[D]: ...
 
@@ -677,7 +677,7 @@ def create_router(
     overflow: OverflowPolicy = "close",
     heartbeat: HeartbeatOptions | None = None,
     max_inbound_messages: int = 1024,
-    max_inbound_bytes: int = 4 << 20,
+    max_inbound_bytes: int = 1 << 20,
     eager_start: bool = True,
 ) -> Router[Any]:
     """Create a router. ``data_type`` only types ``ctx.data`` (e.g. a TypedDict);
