@@ -1,4 +1,4 @@
-"""SPEC §3: what the server does with each kind of inbound frame.
+"""What the server does with each kind of inbound frame.
 
 Every row is answered on the wire (never silent), the connection stays
 usable, and every row is reported to on_error hooks/observers.
