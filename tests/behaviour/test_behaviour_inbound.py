@@ -414,6 +414,25 @@ async def test_rpc_handler_without_reply_is_internal(app: Any) -> None:
         assert [r.code for r in h.take_reported()] == ["INTERNAL"]
 
 
+async def test_rpc_handler_without_reply_logs_a_warning_naming_it(
+    app: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    @app.router.rpc(app.GetUser)
+    async def forgetful(ctx: Any) -> None:
+        pass
+
+    async with Harness(app.router) as h:
+        conn = await h.connect()
+        with caplog.at_level("DEBUG", logger="wskit.core"), pytest.raises(RpcError):
+            await conn.call(app.GetUser, {"userId": "u"}).result()
+        (record,) = caplog.records
+        assert (record.levelname, record.exc_info) == ("WARNING", None)
+        text = record.getMessage()
+        assert text.startswith("wskit: the RPC handler for 'GET_USER' returned without ctx.reply()")
+        assert f"(client {conn.client_id})" in text and "RPC_ERROR INTERNAL" in text
+        assert [r.code for r in h.take_reported()] == ["INTERNAL"]
+
+
 async def test_abort_cancels_running_rpc_and_silences_it(app: Any) -> None:
     started = asyncio.Event()
     cancelled: list[str] = []
