@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load(name: str) -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location(f"wskit_docs_{name}", ROOT / f"tools/docs/{name}.py")
+    path = ROOT / "tools" / "docs" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"wskit_docs_{name}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -37,7 +38,8 @@ def _compile(block: Block) -> None:
     try:
         compile(block.code, block.id, "exec")
     except SyntaxError as exc:
-        pytest.fail(f"{block.id}: not valid Python as it stands ({exc.msg}, block line {exc.lineno})")
+        where = f"{exc.msg}, block line {exc.lineno}"
+        pytest.fail(f"{block.id}: not valid Python as it stands ({where})")
 
 
 def _run(code: str, name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -55,7 +57,9 @@ def _run(code: str, name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     asyncio.set_event_loop(None)
 
 
-@pytest.mark.parametrize("block", [b for b in BLOCKS if b.kind in ("run", "continue")], ids=lambda b: b.id)
+@pytest.mark.parametrize(
+    "block", [b for b in BLOCKS if b.kind in ("run", "continue")], ids=lambda b: b.id
+)
 def test_block_runs(block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _compile(block)
     code = block.code
@@ -96,7 +100,8 @@ def test_a_broken_block_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     page = tmp_path / "page.md"
     page.write_text(
         "```python\nfrom wskit.client import Client\n\nasync with Client('ws://x/') as c:\n"
-        "    pass\n```\n\n<!-- docs: fragment -->\n```python\nawait ctx.topics.subscribe('t')\n```\n\n"
+        "    pass\n```\n\n<!-- docs: fragment -->\n"
+        "```python\nawait ctx.topics.subscribe('t')\n```\n\n"
         "```python\nfrom wskit.pydantic import mesage\n```\n\n"
         "```python\nassert 1 + 1 == 3\n```\n",
         encoding="utf-8",

@@ -92,7 +92,13 @@ async def test_getting_started_as_written(tmp_path: Path) -> None:
             await server.wait()
 
     code, out, err = await _run(
-        sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_server.py",
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "test_server.py",
         cwd=tmp_path,
         env=env,
     )

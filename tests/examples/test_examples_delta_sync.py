@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_delta_then_snapshot() -> None:
-    async with loopback_server(create_app(build_router())) as server:
+    async with loopback_server(create_app(build_router())) as server:  # noqa: SIM117
         async with Client(server.url) as writer:
             replica = Replica(server.url)
             await replica.connect()

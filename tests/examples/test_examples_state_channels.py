@@ -24,7 +24,7 @@ async def test_two_clients_converge() -> None:
 
 
 async def test_a_gap_forces_a_resync() -> None:
-    async with loopback_server(create_app(build_router())) as server:
+    async with loopback_server(create_app(build_router())) as server:  # noqa: SIM117
         async with Client(server.url) as writer, Client(server.url) as reader:
             channel = StateChannel(reader, "doc")
             await channel.open()
