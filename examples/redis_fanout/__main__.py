@@ -40,9 +40,11 @@ async def instance(name: str, redis_url: str) -> AsyncIterator[str]:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m examples.redis_fanout")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="(default: %(default)s)")
+    parser.add_argument(
+        "--redis", default="redis://127.0.0.1:6379/0", help="(default: %(default)s)"
+    )
     args = parser.parse_args()
-    async with instance("one", args.redis) as one, instance("two", args.redis) as two:
+    async with instance("one", args.redis) as one, instance("two", args.redis) as two:  # noqa: SIM117
         async with Client(one + "?user=alice") as alice, Client(two + "?user=bob") as bob:
             inbox: asyncio.Queue[str] = asyncio.Queue()
             for name, client in (("alice", alice), ("bob", bob)):

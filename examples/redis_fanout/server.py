@@ -57,7 +57,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m examples.redis_fanout.server")
     parser.add_argument("--name", required=True, help="this instance's name")
     parser.add_argument("--port", type=int, default=3000, help="(default: %(default)s)")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="(default: %(default)s)")
+    parser.add_argument(
+        "--redis", default="redis://127.0.0.1:6379/0", help="(default: %(default)s)"
+    )
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_async(build_app(args.redis, args.name), port=args.port))

@@ -67,10 +67,8 @@ async def test_redis_limiter(redis_client: redis.Redis) -> None:
 
 async def test_two_instances_share_one_bucket(redis_url: str) -> None:
     clients = [redis.Redis.from_url(redis_url) for _ in range(2)]  # one per instance
-    apps = [
-        create_app(build_router(redis_limiter(c)), authenticate=authenticate) for c in clients
-    ]
-    async with loopback_server(apps[0]) as one, loopback_server(apps[1]) as two:
+    apps = [create_app(build_router(redis_limiter(c)), authenticate=authenticate) for c in clients]
+    async with loopback_server(apps[0]) as one, loopback_server(apps[1]) as two:  # noqa: SIM117
         async with Client(one.url + "?user=ada") as a, Client(two.url + "?user=ada") as b:
             passed_one, _ = await burst(a, CAPACITY)
             passed_two, waits = await burst(b, 3)
