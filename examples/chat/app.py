@@ -1,13 +1,9 @@
-"""The chat demo's server: rooms over the in-memory pub/sub, history as an RPC
-with progress, and a static page at ``/``.
+"""The chat demo's server: rooms over the in-memory pub/sub, history as an RPC with
+progress, and a static page at ``/``. The messages are in schemas.py.
 
-Wire protocol (JSON text frames, ``{"type", "meta", "payload"}``):
-
-- client → server: ``JOIN {room}``, ``LEAVE {room}``, ``SAY {room, text}``,
-  ``HISTORY {room}`` (RPC: ``meta.correlationId``; streamed as
-  ``$ws:rpc-progress`` chunks, then a final ``HISTORY_CHUNK`` with ``done: true``).
-- server → client: ``WELCOME {user}``, ``MESSAGE {room, user, text, ts}``,
-  ``NOTICE {room, text}``.
+A name the server refuses is not refused at the HTTP upgrade (a browser cannot read a 401
+there): the WebSocket opens and is closed at once with code 4401 and the reason, which the
+page shows.
 """
 
 from __future__ import annotations
@@ -20,38 +16,33 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, Field
 
 from wskit.aiohttp import create_app
+from wskit.core import CloseError
 from wskit.pubsub import PubSubError, with_pubsub
-from wskit.pydantic import create_router, message, rpc, with_pydantic
+from wskit.pydantic import create_router, with_pydantic
+
+from .schemas import (
+    NAME_RULE,
+    ROOM_RULE,
+    History,
+    HistoryChunk,
+    Join,
+    JoinedRoom,
+    Leave,
+    Line,
+    Message,
+    Notice,
+    Say,
+    Welcome,
+)
 
 STATIC = Path(__file__).with_name("static")
 HISTORY_SIZE = 200
 CHUNK = 20
+REFUSED_NAME = 4401  # close code for a name the server refuses (4000-4999: application)
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,24}$")
 _ROOM = re.compile(r"^[a-z0-9_-]{1,32}$")
-
-
-class Line(BaseModel):
-    user: str
-    text: str
-    ts: int
-
-
-class HistoryChunk(BaseModel):
-    room: str
-    lines: list[Line]
-    done: bool
-
-
-Join = message("JOIN", room=str)
-Leave = message("LEAVE", room=str)
-Say = message("SAY", room=str, text=(str, Field(min_length=1, max_length=500)))
-Welcome = message("WELCOME", user=str)
-Message = message("MESSAGE", room=str, user=str, text=str, ts=int)
-Notice = message("NOTICE", room=str, text=str)
-History = rpc("HISTORY", {"room": str}, "HISTORY_CHUNK", HistoryChunk)
 
 
 def build_router() -> Any:
@@ -61,47 +52,47 @@ def build_router() -> Any:
     )
     history: dict[str, deque[Line]] = defaultdict(lambda: deque(maxlen=HISTORY_SIZE))
 
-    def topic(room: str, ctx: Any) -> str:
+    def topic(room: str, ctx: Any) -> str | None:
+        """The room's topic, or None after answering INVALID_ARGUMENT (never renamed)."""
         if not _ROOM.match(room):
-            ctx.error("INVALID_ARGUMENT", "Room names are 1-32 of a-z 0-9 _ -")
-            raise _Rejected
+            ctx.error("INVALID_ARGUMENT", f"{ROOM_RULE}: {room!r}")
+            return None
         return f"room:{room}"
 
     @router.on_open
     async def welcome(ctx: Any) -> None:
+        refused = ctx.data.get("refused")
+        if refused:
+            raise CloseError(REFUSED_NAME, refused)
         ctx.send(Welcome, {"user": ctx.data["user"]})
 
-    @router.on(Join)
+    @router.rpc(Join)
     async def join(ctx: Any) -> None:
-        try:
-            name = topic(ctx.payload.room, ctx)
-            if ctx.topics.has(name):
+        name = topic(ctx.payload.room, ctx)
+        if name is None:
+            return
+        if not ctx.topics.has(name):
+            try:
+                await ctx.topics.subscribe(name)
+            except PubSubError as exc:
+                ctx.error("RESOURCE_EXHAUSTED", str(exc))
                 return
-            await ctx.topics.subscribe(name)
-        except _Rejected:
-            return
-        except PubSubError as exc:
-            ctx.error("RESOURCE_EXHAUSTED", str(exc))
-            return
-        text = f"{ctx.data['user']} joined"
-        await ctx.publish(name, Notice, {"room": ctx.payload.room, "text": text})
+            text = f"{ctx.data['user']} joined"
+            await ctx.publish(name, Notice, {"room": ctx.payload.room, "text": text})
+        ctx.reply(JoinedRoom(room=ctx.payload.room))
 
     @router.on(Leave)
     async def leave(ctx: Any) -> None:
-        try:
-            name = topic(ctx.payload.room, ctx)
-        except _Rejected:
-            return
-        if ctx.topics.has(name):
+        name = topic(ctx.payload.room, ctx)
+        if name is not None and ctx.topics.has(name):
             await ctx.topics.unsubscribe(name)
             text = f"{ctx.data['user']} left"
             await ctx.publish(name, Notice, {"room": ctx.payload.room, "text": text})
 
     @router.on(Say)
     async def say(ctx: Any) -> None:
-        try:
-            name = topic(ctx.payload.room, ctx)
-        except _Rejected:
+        name = topic(ctx.payload.room, ctx)
+        if name is None:
             return
         if not ctx.topics.has(name):
             ctx.error("FAILED_PRECONDITION", f"Join {ctx.payload.room!r} first")
@@ -113,8 +104,7 @@ def build_router() -> Any:
     @router.rpc(History)
     async def get_history(ctx: Any) -> None:
         room = ctx.payload.room
-        if not _ROOM.match(room):
-            ctx.error("INVALID_ARGUMENT", "Room names are 1-32 of a-z 0-9 _ -")
+        if topic(room, ctx) is None:
             return
         lines = list(history.get(room, ()))
         # Stream the history in chunks (progress), then the last one as the reply.
@@ -133,19 +123,18 @@ def build_router() -> Any:
     return router
 
 
-class _Rejected(Exception):
-    pass
-
-
 def make_app(router: Any | None = None) -> web.Application:
     """The demo's aiohttp app: the page at ``/``, the WebSocket at ``/ws``."""
     guests = count(1)
 
-    def authenticate(request: web.Request) -> dict[str, str] | None:
+    def authenticate(request: web.Request) -> dict[str, str]:
         name = request.query.get("name", "").strip()
         if not name:
             return {"user": f"guest-{next(guests)}"}
-        return {"user": name} if _NAME.match(name) else None  # None -> HTTP 401
+        if not _NAME.match(name):
+            # Accepted, then closed by on_open with the reason the page shows.
+            return {"user": "", "refused": f"{NAME_RULE}: {name[:40]!r} is not one"}
+        return {"user": name}
 
     async def index(request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html")
