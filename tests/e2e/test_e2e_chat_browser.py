@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from examples.chat.app import make_app
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from examples.chat.app import make_app
 from wskit.aiohttp.testing import loopback_server
 
 CHROMIUM = os.environ.get("WSKIT_CHROMIUM", "/usr/bin/chromium")
