@@ -1,4 +1,4 @@
-"""Smoke test of the demo (``hatch run demo``): start ``python -m examples.chat``,
+"""Smoke test of the demo (``hatch run demo:chat``): start ``python -m examples.chat``,
 fetch the page, chat between two clients, stream the history, stop with SIGINT."""
 
 from __future__ import annotations
