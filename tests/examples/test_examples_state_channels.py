@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -39,16 +37,3 @@ async def test_a_gap_forces_a_resync() -> None:
             await channel.wait_for_version(4)
             assert channel.resyncs == 1
             assert channel.state == {"k0": "0", "k1": "1", "k2": "2", "k3": "3"}
-
-
-def test_runs_as_documented() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "examples.state_channels"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert (result.returncode, result.stderr) == (0, "")
-    readme = (ROOT / "examples/state_channels/README.md").read_text(encoding="utf-8")
-    assert "$ python -m examples.state_channels\n" + result.stdout in readme
