@@ -73,8 +73,6 @@ def page(dist: str, leaf: str, leaf_dir: Path) -> str:
         "",
         f"`pip install {dist}` · `import {module}`",
         "",
-        _summary(init),
-        "",
         f"::: {module}",
         "    options:",
         "      show_submodules: false",
