@@ -33,7 +33,7 @@ async def instance(name: str, redis_url: str) -> AsyncIterator[str]:
             proc.send_signal(signal.SIGINT)
             try:
                 await asyncio.wait_for(proc.wait(), 30)
-            except TimeoutError:
+            except asyncio.TimeoutError:
                 proc.kill()
                 await proc.wait()
 
