@@ -15,7 +15,7 @@ The CI profile is derandomized with a fixed budget; set ``WSKIT_FUZZ_PROFILE=lon
 for a long local run (``WSKIT_FUZZ_EXAMPLES`` overrides the example count; the
 number of frames checked is printed at the end)::
 
-    WSKIT_FUZZ_PROFILE=long hatch test -- -s --timeout 0 tests/behaviour/test_behaviour_fuzz.py
+    WSKIT_FUZZ_PROFILE=long hatch test -- -s -o timeout=0 tests/behaviour/test_behaviour_fuzz.py
 """
 
 from __future__ import annotations

@@ -381,3 +381,52 @@ async def test_without_error_hooks_only_failures_are_logged_as_errors(
             assert "no on_error hook" in record.getMessage()
         assert conn.error_codes == ["UNAVAILABLE", "INVALID_ARGUMENT", "INTERNAL"]
         assert [type(r.error) for r in h.take_reported()][-1] is RuntimeError
+
+
+async def test_a_crashed_worker_is_reported_and_replaced(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wskit.core import _dispatch
+
+    _echo_app(app)
+    real = _dispatch.handle_frame
+    calls = 0
+
+    async def flaky(conn: Any, received_at: float, item: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("bug in the runtime")
+        await real(conn, received_at, item)
+
+    monkeypatch.setattr(_dispatch, "handle_frame", flaky)
+    async with Harness(app.router) as h:
+        conn = await h.connect()
+        conn.send(app.Ping, {"text": "lost"})
+        conn.send(app.Ping, {"text": "after"})
+        await h.flush()
+        # The frame whose handling crashed is lost, the one behind it is answered.
+        assert conn.payloads(app.Pong) == [{"reply": "after"}]
+        (crash,) = h.take_reported()
+        assert crash.info.message_type == "$ws:crash"
+        assert str(crash.error) == "bug in the runtime"
+        await _answers_ping(h, conn, app)
+
+
+async def test_the_harness_fails_a_test_on_an_unexpected_error(app: Any) -> None:
+    @app.router.on(app.Ping)
+    async def ping(ctx: Any) -> None:
+        raise KeyError("oops")
+
+    h = Harness(app.router)
+    with pytest.raises(AssertionError, match="1 unexpected error"):
+        async with h:
+            conn = await h.connect()
+            conn.send(app.Ping, {"text": "x"})
+            await h.flush()
+    relaxed = Harness(app.router, allow_errors=True)
+    async with relaxed:
+        conn = await relaxed.connect()
+        conn.send(app.Ping, {"text": "x"})
+        await relaxed.flush()
+        assert relaxed.reported_codes == [None]

@@ -75,7 +75,10 @@ async def test_getting_started_as_written(tmp_path: Path) -> None:
         line = (await asyncio.wait_for(server.stdout.readline(), TIMEOUT)).decode()
         shown = _console_output(text, "python server.py")
         assert shown == ["wskit: serving ws://127.0.0.1:3000/ (Ctrl+C to stop)"]
-        match = re.fullmatch(r"wskit: serving (ws://127\.0\.0\.1:\d+/) \(Ctrl\+C to stop\)\n", line)
+        # "(Ctrl+C to stop; uvloop)" where uvloop is installed, as in the test env.
+        match = re.fullmatch(
+            r"wskit: serving (ws://127\.0\.0\.1:\d+/) \(Ctrl\+C to stop(; uvloop)?\)\n", line
+        )
         assert match, line
 
         code, out, err = await _run(

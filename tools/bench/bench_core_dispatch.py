@@ -76,7 +76,10 @@ GetUser = rpc("GET_USER", GetUserIn, "USER_DATA", UserOut)
 
 
 def build_router(validate_outgoing: bool) -> Any:
-    router = create_router().plugin(with_pydantic(validate_outgoing=validate_outgoing))
+    # Pipelined rounds queue every reply before the pump runs: a large outbound bound.
+    router = create_router(max_buffered_bytes=1 << 28).plugin(
+        with_pydantic(validate_outgoing=validate_outgoing)
+    )
 
     @router.on(Ping)
     async def ping(ctx: Any) -> None:

@@ -149,7 +149,9 @@ def wskit_app(validator: str) -> Any:
     Subscribed = message("SUBSCRIBED")
     Say = message("SAY", text=str, n=int)
     News = message("NEWS", text=str, n=int)
-    router = create_router().plugin(plugin()).plugin(with_pubsub())
+    # WSKIT_BENCH_EAGER=0 turns eager worker start (Python 3.12+) off, for comparison.
+    eager = os.environ.get("WSKIT_BENCH_EAGER", "1") != "0"
+    router = create_router(eager_start=eager).plugin(plugin()).plugin(with_pubsub())
 
     @router.on(Ping)
     async def ping(ctx: Any) -> None:

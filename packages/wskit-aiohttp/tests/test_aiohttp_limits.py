@@ -1,4 +1,5 @@
-"""Backpressure (slow consumers, overflow policies) and heartbeat over real sockets."""
+"""Backpressure details of the aiohttp adapter beyond the conformance suite: the
+socket's own write buffer, the send watchdog, the direct write path."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import json
 from typing import Any
 
 import aiohttp
+import pytest
 
-from wskit.core import HeartbeatOptions
 from wskit.pydantic import message
 
 Trickle = message("TRICKLE", count=int, size=int)
@@ -68,35 +69,6 @@ async def test_slow_consumer_is_bounded_then_closed_with_1013(
     assert [code for _, code, _ in app.closed] == [1013]
 
 
-async def test_drop_policy_sends_resource_exhausted_and_stays_open(
-    app: Any, start: Any, session: aiohttp.ClientSession, recv: Any
-) -> None:
-    server = await start(app.router, max_buffered_bytes=4096, overflow="drop")
-    async with session.ws_connect(server.url) as ws:
-        # FLOOD produces 4000 frames of ~10 KB at once. Frames this size never take the
-        # direct path (it is reserved for writes that keep the socket buffer < 16 KiB),
-        # so the first fills the 4 KiB outbound buffer (one frame is always accepted),
-        # the rest are dropped and the client is told once.
-        await ws.send_str('{"type": "FLOOD", "payload": {"count": 4000, "size": 10000}}')
-        frames = [await recv(ws)]
-        while frames[-1]["type"] == "CHUNK":
-            frames.append(await recv(ws))
-        chunks, error = frames[:-1], frames[-1]
-        assert [c["payload"]["i"] for c in chunks] == list(range(len(chunks)))
-        assert 0 < len(chunks) < 4000
-        assert error == {
-            "type": "ERROR",
-            "meta": {},
-            "payload": {
-                "code": "RESOURCE_EXHAUSTED",
-                "message": "Outbound buffer full: messages dropped",
-                "retryAfterMs": 100,
-            },
-        }
-        await ws.send_str('{"type": "PING", "payload": {"text": "still here"}}')
-        assert await recv(ws) == {"type": "PONG", "meta": {}, "payload": {"reply": "still here"}}
-
-
 async def test_peer_that_never_reads_is_dropped_after_send_timeout(
     app: Any, start: Any, session: aiohttp.ClientSession, wait_for: Any
 ) -> None:
@@ -127,88 +99,52 @@ async def test_peer_that_never_reads_is_dropped_after_send_timeout(
     assert code == 1006
 
 
-async def test_heartbeat_closes_a_silent_peer(
-    app: Any, start: Any, session: aiohttp.ClientSession, wait_for: Any
-) -> None:
-    stale: list[Any] = []
-    server = await start(
-        app.router,
-        heartbeat=HeartbeatOptions(
-            interval_ms=50,
-            timeout_ms=100,
-            on_stale=lambda conn: (stale.append(conn), app.stale.set()),
-        ),
-    )
-    # autoping off and no reads: this client never answers a ping.
-    async with session.ws_connect(server.url, autoping=False) as ws:
-        await wait_for(app.stale.wait())
-        kinds = []
-        while True:
-            msg = await wait_for(ws.receive())
-            kinds.append(msg.type)
-            if msg.type is not aiohttp.WSMsgType.PING:
-                break
-        assert kinds[0] is aiohttp.WSMsgType.PING
-        assert msg.type is aiohttp.WSMsgType.CLOSE
-        assert msg.data == 1011
-        assert msg.extra == "Heartbeat timeout"
-    await server.stop()
-    assert [c.client_id for c in stale] == app.opened
-    assert [code for _, code, _ in app.closed] == [1011]
-
-
-async def test_heartbeat_keeps_a_peer_that_answers(
-    app: Any, start: Any, session: aiohttp.ClientSession, recv: Any, wait_for: Any
-) -> None:
-    server = await start(
-        app.router,
-        heartbeat=HeartbeatOptions(
-            interval_ms=30, timeout_ms=5000, on_stale=lambda conn: app.stale.set()
-        ),
-    )
-    async with session.ws_connect(server.url, autoping=False) as ws:
-        for _ in range(3):
-            msg = await wait_for(ws.receive())
-            assert msg.type is aiohttp.WSMsgType.PING
-            await ws.pong(msg.data)
-        await ws.send_str('{"type": "PING", "payload": {"text": "alive"}}')
-        while (frame := await recv(ws)) and not isinstance(frame, dict):
-            assert frame.type is aiohttp.WSMsgType.PING
-        assert frame == {"type": "PONG", "meta": {}, "payload": {"reply": "alive"}}
-    assert not app.stale.is_set()
-
-
-async def test_client_ping_gets_a_pong(
-    app: Any, start: Any, session: aiohttp.ClientSession, wait_for: Any
-) -> None:
-    server = await start(app.router)
-    async with session.ws_connect(server.url, autoping=False) as ws:
-        await ws.ping(b"hello")
-        msg = await wait_for(ws.receive())
-        assert msg.type is aiohttp.WSMsgType.PONG
-        assert msg.data == b"hello"
-
-
-async def test_direct_sends_use_aiohttp_sync_writer(
+async def test_frames_of_one_iteration_leave_in_one_write(
     app: Any, start: Any, session: aiohttp.ClientSession, recv: Any
 ) -> None:
-    # The direct path (core send_nowait) relies on aiohttp writer internals; if an
-    # aiohttp upgrade removes them it silently falls back to driving send_str. This
-    # test notices, so the fallback is a decision, not an accident.
+    # The progress update and the reply of an RPC are produced in one loop iteration;
+    # they reach the socket in a single write, in order.
     server = await start(app.router)
     async with session.ws_connect(server.url) as ws:
-        await ws.send_str('{"type": "PING", "payload": {"text": "direct"}}')
-        assert await recv(ws) == {"type": "PONG", "meta": {}, "payload": {"reply": "direct"}}
-        (session_state,) = server.handler._sessions.values()
-        assert session_state.transport._writer not in (None, False)
+        await ws.send_str('{"type": "PING", "payload": {"text": "warm"}}')
+        assert await recv(ws) == {"type": "PONG", "meta": {}, "payload": {"reply": "warm"}}
+        (state,) = server.handler._sessions.values()
+        socket = state.transport.socket
+        writes: list[bytes] = []
+        real_write = socket.write
+
+        def spy(data: bytes) -> None:
+            writes.append(bytes(data))
+            real_write(data)
+
+        socket.write = spy  # type: ignore[method-assign]
+        try:
+            await ws.send_str(
+                '{"type": "GET_USER", "meta": {"correlationId": "c1"}, "payload": {"userId": "7"}}'
+            )
+            first, second = await recv(ws), await recv(ws)
+        finally:
+            socket.write = real_write  # type: ignore[method-assign]
+        assert first["type"] == "$ws:rpc-progress"
+        assert second == {
+            "type": "USER_DATA",
+            "meta": {"correlationId": "c1"},
+            "payload": {"name": "user 7"},
+        }
+        assert len(writes) == 1
+        # Data frames came straight from aiohttp's parser (no read-loop wake-up each).
+        assert type(state.transport._ws._reader).__name__ == "FrameQueue"
+        assert b"$ws:rpc-progress" in writes[0] and b"USER_DATA" in writes[0]
+        assert writes[0].index(b"$ws:rpc-progress") < writes[0].index(b"USER_DATA")
 
 
 Hold = message("HOLD")
 Sink = message("SINK", i=int, data=str)
 
 
-async def test_a_full_inbound_queue_stops_reading_and_slows_the_sender(
-    make_app: Any, start: Any, session: aiohttp.ClientSession, wait_for: Any
+@pytest.mark.parametrize("direct", [True, False], ids=["direct-reads", "read-loop"])
+async def test_both_read_paths_pause_on_a_full_inbound_queue(
+    make_app: Any, start: Any, session: aiohttp.ClientSession, wait_for: Any, direct: bool
 ) -> None:
     app = make_app(max_inbound_messages=100)
     release = asyncio.Event()
@@ -225,6 +161,7 @@ async def test_a_full_inbound_queue_stops_reading_and_slows_the_sender(
         handled.append(ctx.payload.i)
 
     server = await start(app.router)
+    server.handler.direct_reads = direct
     count, data = 20_000, "y" * 1000  # 20 MB: more than the kernel's socket buffers hold
     async with session.ws_connect(server.url) as ws:
         await ws.send_str(json.dumps({"type": "HOLD"}))
@@ -256,3 +193,38 @@ async def _until(condition: Any) -> None:
     """Poll ``condition()`` every millisecond (callers bound it with wait_for)."""
     while not condition():
         await asyncio.sleep(0.001)
+
+
+def test_fast_paths_hold_under_uvloop() -> None:
+    uvloop = pytest.importorskip("uvloop")
+    from wskit.aiohttp import create_app
+    from wskit.aiohttp.testing import loopback_server
+    from wskit.pydantic import create_router, rpc, with_pydantic
+
+    Get = rpc("GET", {"n": int}, "GOT", {"n": int})
+    router = create_router().plugin(with_pydantic())
+
+    @router.rpc(Get)
+    async def get(ctx: Any) -> None:
+        ctx.progress({"n": 0})
+        ctx.reply({"n": ctx.payload.n})
+
+    async def scenario() -> None:
+        app = create_app(router, path="/ws")
+        async with (
+            loopback_server(app, path="/ws") as server,
+            aiohttp.ClientSession() as session,
+            session.ws_connect(server.url) as ws,
+        ):
+            request = '{"type": "GET", "meta": {"correlationId": "c"}, "payload": {"n": 5}}'
+            await ws.send_str(request)
+            await asyncio.wait_for(ws.receive(), 5)
+            assert json.loads((await asyncio.wait_for(ws.receive(), 5)).data)["type"] == "GOT"
+            (state,) = server.handler._sessions.values()
+            # uvloop's transports are not asyncio.Transport subclasses: the direct
+            # write path and the direct read path must still be in use.
+            assert state.transport._socket is not None
+            assert type(state.transport._ws._reader).__name__ == "FrameQueue"
+            assert "uvloop" in type(asyncio.get_running_loop()).__module__
+
+    uvloop.run(scenario())

@@ -79,18 +79,6 @@ async def test_shutdown_closes_every_connection_with_1001(
     await b.close()
 
 
-async def test_app_cleanup_closes_connections(
-    app: Any, start: Any, session: aiohttp.ClientSession, recv: Any
-) -> None:
-    server = await start(app.router)
-    async with session.ws_connect(server.url) as ws:
-        stopping = asyncio.ensure_future(server.stop())
-        msg = await recv(ws)
-        assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 1001)
-        await stopping
-    assert [code for _, code, _ in app.closed] == [1001]
-
-
 async def test_shutdown_aborts_peers_that_never_answer_the_close(
     app: Any, start: Any, session: aiohttp.ClientSession
 ) -> None:
@@ -103,9 +91,22 @@ async def test_shutdown_aborts_peers_that_never_answer_the_close(
     await ws.close()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize(
+    ("sig", "loop", "expected_loop"),
+    [
+        (signal.SIGTERM, "auto", "uvloop"),  # uvloop is installed in the test environment
+        (signal.SIGINT, "asyncio", "asyncio"),
+        (signal.SIGTERM, "uvloop", "uvloop"),
+    ],
+)
 async def test_runner_serves_and_shuts_down_on_signal(
-    tmp_path: Path, session: aiohttp.ClientSession, recv: Any, wait_for: Any, sig: int
+    tmp_path: Path,
+    session: aiohttp.ClientSession,
+    recv: Any,
+    wait_for: Any,
+    sig: int,
+    loop: str,
+    expected_loop: str,
 ) -> None:
     (tmp_path / "chatmod.py").write_text(ROUTER_MODULE)
     proc = await asyncio.create_subprocess_exec(
@@ -117,6 +118,8 @@ async def test_runner_serves_and_shuts_down_on_signal(
         "0",
         "--path",
         "/ws",
+        "--loop",
+        loop,
         cwd=tmp_path,
         stdout=asyncio.subprocess.PIPE,
     )
@@ -124,6 +127,7 @@ async def test_runner_serves_and_shuts_down_on_signal(
         assert proc.stdout is not None
         line = (await wait_for(proc.stdout.readline())).decode()
         assert line.startswith("wskit: serving ws://127.0.0.1:")
+        assert line.rstrip().endswith(f"(Ctrl+C to stop; {expected_loop})")
         url = line.split()[2]
         async with session.ws_connect(url) as ws:
             await ws.send_str('{"type": "PING", "payload": {"text": "hi"}}')

@@ -152,6 +152,14 @@ def test_envelope_json_schema() -> None:
                     "correlationId": {"type": "string"},
                     "timeoutMs": {"type": "integer", "exclusiveMinimum": 0},
                     "idempotencyKey": {"type": "string"},
+                    "traceparent": {
+                        "type": "string",
+                        "description": "W3C trace context (traceparent)",
+                    },
+                    "tracestate": {
+                        "type": "string",
+                        "description": "W3C trace context (tracestate)",
+                    },
                 },
                 "additionalProperties": False,
             },

@@ -11,9 +11,11 @@
     serve(router, port=3000, authenticate=authenticate)
 
 Mount on an existing app with :func:`create_handler`; run a router from the
-command line with ``python -m wskit.aiohttp module:router --port 3000``.
+command line with ``python -m wskit.aiohttp module:router --port 3000``;
+publish its AsyncAPI document with :func:`add_asyncapi_route`.
 """
 
+from wskit.aiohttp.asyncapi import add_asyncapi_route
 from wskit.aiohttp.auth import offered_protocols, select_protocol, token_from_request
 from wskit.aiohttp.handler import (
     AiohttpTransport,
@@ -38,6 +40,7 @@ __all__ = [
     "ConnectionHook",
     "RedactingAccessLogger",
     "WebSocketHandler",
+    "add_asyncapi_route",
     "create_app",
     "create_handler",
     "offered_protocols",

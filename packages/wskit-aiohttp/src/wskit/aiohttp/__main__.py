@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import cast
 
 from wskit.aiohttp.handler import Authenticate
-from wskit.aiohttp.server import _run, create_app
+from wskit.aiohttp.server import _run, create_app, pick_uvloop
 from wskit.core.connection import HeartbeatOptions
 from wskit.core.router import Router
 
@@ -152,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="open connections plus upgrades in progress; beyond it 503 (default: unlimited)",
     )
     parser.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="event loop: uvloop when installed (wskit-aiohttp[speed]), or force one "
+        "(default: auto)",
+    )
+    parser.add_argument(
         "--heartbeat",
         type=_seconds,
         default=None,
@@ -219,12 +226,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ValueError as exc:
         parser.error(str(exc))
     try:
+        pick_uvloop(args.loop)
+    except RuntimeError as exc:
+        parser.error(str(exc))
+    try:
         _run(
             app,
             host=args.host,
             port=args.port,
             path=args.path,
             shutdown_timeout=args.shutdown_timeout,
+            loop=args.loop,
         )
     except OSError as exc:
         if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):

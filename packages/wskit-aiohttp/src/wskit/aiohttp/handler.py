@@ -24,7 +24,7 @@ import asyncio
 import inspect
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, Generic, TypeVar
 
 from aiohttp import WebSocketError, WSMsgType, web
@@ -38,6 +38,7 @@ from wskit.aiohttp._options import (
     check_size,
     check_timeout,
 )
+from wskit.aiohttp._transport import AiohttpTransport, WriteCoalescer, make_response
 from wskit.aiohttp.auth import select_protocol
 from wskit.core.connection import Connection, HeartbeatOptions, OverflowPolicy
 from wskit.core.errors import ErrorCode, ProtocolError
@@ -64,156 +65,6 @@ ConnectionHook = Callable[[Connection[Any]], "Awaitable[None] | None"]
 CLOSE_GOING_AWAY: Final = 1001
 CLOSE_MESSAGE_TOO_BIG: Final = 1009
 CLOSE_ABNORMAL: Final = 1006
-_MAX_REASON_BYTES: Final = 123
-_FAST_SEND_BYTES: Final = 16 * 1024
-
-
-_TEXT: Final = int(WSMsgType.TEXT)
-
-
-_last_frame: list[Any] = [None, b""]
-
-
-def _encoded(frame: str) -> bytes:
-    """UTF-8 of ``frame``, reusing the last result: a pub/sub fan-out hands the
-    same string object to every subscriber, so it is encoded once per publish."""
-    last = _last_frame
-    if last[0] is frame:
-        data: bytes = last[1]
-        return data
-    data = frame.encode("utf-8")
-    last[0] = frame
-    last[1] = data
-    return data
-
-
-def _room_for(transport: Any, frame: str) -> bool:
-    """An uncompressed send of ``frame`` cannot reach the drain wait: the socket
-    buffer stays under a quarter of its 64 KiB high-water mark."""
-    return bool(transport.get_write_buffer_size() + 4 * len(frame) < _FAST_SEND_BYTES)
-
-
-def _sync_writer(ws: web.WebSocketResponse) -> Any:
-    """aiohttp's frame writer if it has the synchronous internals we rely on
-    (checked once per connection), else ``False``."""
-    writer = getattr(ws, "_writer", None)
-    needed = (
-        "_closing",
-        "_write_websocket_frame",
-        "_output_size",
-        "_limit",
-        "compress",
-        "transport",
-    )
-    if writer is None or not all(hasattr(writer, name) for name in needed) or writer.compress:
-        return False
-    return writer
-
-
-class AiohttpTransport:
-    """:class:`wskit.core.Transport` over an ``aiohttp.web.WebSocketResponse``.
-
-    A send that cannot complete within ``send_timeout`` seconds (the peer
-    stopped reading and the socket buffers are full) aborts the TCP
-    connection, so a dead reader cannot pin a connection forever.
-    """
-
-    __slots__ = ("_compress", "_request", "_send_timeout", "_writer", "_ws")
-
-    def __init__(
-        self,
-        ws: web.WebSocketResponse,
-        request: web.BaseRequest,
-        *,
-        send_timeout: float | None,
-        compress: bool = False,
-    ) -> None:
-        self._ws = ws
-        self._request = request
-        self._send_timeout = send_timeout
-        self._compress = compress
-        self._writer: Any = None  # set by the first send_nowait once the socket is prepared
-
-    @property
-    def socket(self) -> asyncio.Transport | None:
-        """The underlying asyncio transport (``None`` once closed)."""
-        transport = self._request.transport
-        return transport if isinstance(transport, asyncio.Transport) else None
-
-    def abort(self) -> None:
-        """Drop the TCP connection at once (no close handshake)."""
-        transport = self._request.transport
-        if transport is not None:
-            transport.abort()
-
-    async def send(self, frame: str) -> None:
-        timeout = self._send_timeout
-        if timeout is None or self._cannot_block(frame):
-            await self._ws.send_str(frame)
-            return
-        watchdog = asyncio.get_running_loop().call_later(timeout, self._send_timed_out)
-        try:
-            await self._ws.send_str(frame)
-        finally:
-            watchdog.cancel()
-
-    def send_nowait(self, frame: str) -> bool:
-        """Write ``frame`` now if that cannot block (the core's direct path).
-
-        An uncompressed frame is written synchronously by aiohttp; only the
-        drain wait after passing the socket's high-water mark can block, which
-        the buffer check below rules out. When aiohttp's writer exposes its
-        synchronous frame writer (aiohttp 3.11+), it is called directly; else
-        ``send_str`` is driven one step, which completes for the same reason.
-        """
-        writer = self._writer
-        if writer is None:
-            writer = self._writer = _sync_writer(self._ws)
-        if writer is False:
-            return self._send_str_now(frame)
-        if writer._closing or not _room_for(writer.transport, frame):
-            return False  # closing (the pump raises), or may block (the pump's path)
-        data = _encoded(frame)
-        try:
-            writer._write_websocket_frame(data, _TEXT, 0)
-        except Exception:
-            return False
-        if writer._output_size > writer._limit:
-            writer._output_size = 0  # what send_frame does before its drain check
-        return True
-
-    def _send_str_now(self, frame: str) -> bool:
-        if not self._cannot_block(frame):
-            return False
-        coro = self._ws.send_str(frame)
-        try:
-            coro.send(None)
-        except StopIteration:
-            return True
-        except Exception:
-            return False
-        coro.close()  # suspended after writing (a drain wait): skip the wait
-        return True
-
-    def _cannot_block(self, frame: str) -> bool:
-        # Uncompressed sends only wait for a drain once the socket buffer passes
-        # its high-water mark (64 KiB); below a quarter of it, this frame cannot
-        # get there, so no watchdog timer is needed (the common, fast case).
-        if self._compress:
-            return False
-        transport = self._request.transport
-        return transport is not None and _room_for(transport, frame)
-
-    def _send_timed_out(self) -> None:
-        _log.info("wskit: send blocked for %ss (peer not reading): aborting", self._send_timeout)
-        self.abort()
-
-    async def ping(self) -> None:
-        await self._ws.ping()
-
-    async def close(self, code: int, reason: str) -> None:
-        message = reason.encode("utf-8")[:_MAX_REASON_BYTES]
-        await self._ws.close(code=code, message=message)
 
 
 class _Session:
@@ -284,6 +135,10 @@ class WebSocketHandler(Generic[D]):
         self._reserved = 0
         self._host_refusals = 0
         self._sessions: dict[str, _Session] = {}
+        self._coalescer = WriteCoalescer()
+        #: Data frames go from aiohttp's parser straight to the connection (no task
+        #: wake-up per frame) where aiohttp's internals allow it; tests may turn it off.
+        self.direct_reads = True
         self._shutting_down = False
         self._shutdown_task: asyncio.Task[None] | None = None
 
@@ -371,7 +226,7 @@ class WebSocketHandler(Generic[D]):
             return web.Response(status=400, text="Host not allowed")
         if self.shutting_down:
             return web.Response(status=503, text="Server shutting down")
-        probe = web.WebSocketResponse()
+        probe = web.WebSocketResponse(protocols=self._offerable(request))
         if not probe.can_prepare(request).ok:
             return web.Response(status=400, text="Expected WebSocket")
         if not self._origin_allowed(request):
@@ -382,11 +237,23 @@ class WebSocketHandler(Generic[D]):
         # upgrades in progress count against max_connections too.
         self._reserved += 1
         try:
-            return await self._upgrade(request)
+            outcome = await self._upgrade(request)
+            if not isinstance(outcome, tuple):
+                return outcome  # refused
+            ws, conn = outcome
+            await self._serve(request, ws, conn)  # (not inside _upgrade: one frame less)
+            return ws
         finally:
             self._reserved -= 1
 
-    async def _upgrade(self, request: web.Request) -> web.StreamResponse:
+    def _offerable(self, request: web.BaseRequest) -> tuple[str, ...]:
+        protocol = select_protocol(request, self.protocols, protocol_prefix=self.protocol_prefix)
+        return (protocol,) if protocol is not None else ()
+
+    async def _upgrade(
+        self, request: web.Request
+    ) -> web.StreamResponse | tuple[web.WebSocketResponse, Connection[D]]:
+        """Authenticate and upgrade: the response and the connection, or a refusal."""
         try:
             data = await self._authenticate(request)
         except Exception:
@@ -396,9 +263,20 @@ class WebSocketHandler(Generic[D]):
             return web.Response(status=401, text="Unauthorized")
         if self._shutdown_task is not None:  # shutdown began while authenticating
             return web.Response(status=503, text="Server shutting down")
-        protocol = select_protocol(request, self.protocols, protocol_prefix=self.protocol_prefix)
-        ws = web.WebSocketResponse(
-            protocols=(protocol,) if protocol is not None else (),
+        client_id = str(uuid.uuid4())
+        conn = self.router.connect(
+            data,
+            client_id=client_id,
+            headers=request.headers,
+            max_message_bytes=self.max_message_bytes,
+            max_buffered_bytes=self.max_buffered_bytes,
+            overflow=self.overflow,
+            heartbeat=self.heartbeat,
+        )
+        ws = make_response(
+            conn,
+            direct=self.direct_reads,
+            protocols=self._offerable(request),
             autoping=False,
             # aiohttp refuses frames of max_msg_size bytes and more (1009); a frame of
             # exactly max_message_bytes is allowed. Anything aiohttp lets through
@@ -407,21 +285,10 @@ class WebSocketHandler(Generic[D]):
             compress=self.compress,
             timeout=self.close_timeout,
         )
-        client_id = str(uuid.uuid4())
         if self.client_id_header:
             ws.headers[self.client_id_header] = client_id
-        conn = self.router.connect(
-            data,
-            client_id=client_id,
-            headers=_lower_headers(request.headers.items()),
-            max_message_bytes=self.max_message_bytes,
-            max_buffered_bytes=self.max_buffered_bytes,
-            overflow=self.overflow,
-            heartbeat=self.heartbeat,
-        )
         await ws.prepare(request)
-        await self._serve(request, ws, conn)
-        return ws
+        return ws, conn
 
     async def _authenticate(self, request: web.Request) -> Any:
         if self.authenticate is None:
@@ -467,13 +334,19 @@ class WebSocketHandler(Generic[D]):
     async def _serve(
         self, request: web.Request, ws: web.WebSocketResponse, conn: Connection[D]
     ) -> None:
-        loop = asyncio.get_running_loop()
         transport = AiohttpTransport(
-            ws, request, send_timeout=self.send_timeout, compress=self.compress
+            ws,
+            request,
+            send_timeout=self.send_timeout,
+            compress=self.compress,
+            coalescer=self._coalescer,
         )
         session = _Session(conn, transport, asyncio.current_task())
         self._sessions[conn.client_id] = session
-        pump = loop.create_task(self._pump(conn, transport))
+
+        # No writer task per connection: frames go out directly, and the core starts
+        # a pump task only while something is queued (a slow peer, pings, the close).
+        conn.attach(transport, on_error=transport.write_failed)
         code: int | None = None
         reason = ""
         try:
@@ -487,14 +360,16 @@ class WebSocketHandler(Generic[D]):
                 msg = await ws.receive()
                 kind = msg.type
                 if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
-                    if not receive(msg.data):
-                        # The inbound queue is full: stop reading until the handlers
-                        # catch up. aiohttp's reader then pauses the socket, and TCP
-                        # flow control slows the sender down.
+                    # (Data frames arrive here only while the connection's inbound
+                    # queue is full, or where aiohttp cannot hand them over directly.)
+                    if conn.inbound_full:
+                        # Wait for the handlers to catch up; aiohttp's own queue fills
+                        # meanwhile, it pauses the socket, and TCP slows the sender.
                         await conn.inbound_room()
+                    receive(msg.data)
                 elif kind is WSMsgType.PING:
                     conn.handle_pong()  # any sign of life counts
-                    await ws.pong(msg.data)
+                    await transport.pong(msg.data)
                 elif kind is WSMsgType.PONG:
                     conn.handle_pong()
                 elif kind is WSMsgType.CLOSE:
@@ -519,36 +394,28 @@ class WebSocketHandler(Generic[D]):
             transport.abort()
         finally:
             requested = conn.close_requested
-            if requested is not None and not pump.done():
-                # We initiated the close: let the pump finish the handshake.
-                await asyncio.wait((pump,), timeout=self.close_timeout + 1.0)
+            if requested is not None:
+                # We initiated the close: let the queued frames and the close go out.
+                await self._written(conn, transport, self.close_timeout + 1.0)
             if code is None:
                 if requested is not None:
                     code, reason = requested
                 else:
                     code = ws.close_code if ws.close_code is not None else CLOSE_ABNORMAL
             await conn.handle_close(code, reason)
-            if not pump.done():
-                await asyncio.wait((pump,), timeout=self.close_timeout)
-                if not pump.done():
-                    transport.abort()
-                    pump.cancel()
-                    await asyncio.wait((pump,))
+            await self._written(conn, transport, self.close_timeout)
             if not ws.closed:
-                await ws.close(code=CLOSE_GOING_AWAY if self._shutting_down else 1000)
+                await transport.close(CLOSE_GOING_AWAY if self._shutting_down else 1000, "")
             self._sessions.pop(conn.client_id, None)
             if self.on_close is not None:
                 await _call_hook(self.on_close, conn, "on_close")
 
-    async def _pump(self, conn: Connection[D], transport: AiohttpTransport) -> None:
+    @staticmethod
+    async def _written(conn: Connection[D], transport: AiohttpTransport, timeout: float) -> None:
         try:
-            await conn.pump(transport)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            # The socket went away under a send: end the read loop too.
-            _log.debug("wskit: send failed (client %s): %r", conn.client_id, exc)
-            transport.abort()
+            await asyncio.wait_for(conn.wait_written(), timeout)
+        except asyncio.TimeoutError:
+            transport.abort()  # the peer stopped reading: drop it
 
 
 def create_handler(
@@ -650,14 +517,6 @@ def _host_header(request: web.BaseRequest) -> str | None:
     if "Host" not in request.headers:
         return None
     return request.host
-
-
-def _lower_headers(items: Iterable[tuple[str, str]]) -> Mapping[str, str]:
-    headers: dict[str, str] = {}
-    for key, value in items:
-        key = key.lower()
-        headers[key] = f"{headers[key]}, {value}" if key in headers else value
-    return headers
 
 
 def _too_big(limit: int) -> ProtocolError:

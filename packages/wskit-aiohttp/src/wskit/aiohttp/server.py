@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -156,7 +156,7 @@ async def serve_async(
             on_ready(urls)
         else:
             for url in urls:
-                print(f"wskit: serving {url} (Ctrl+C to stop)", flush=True)
+                print(f"wskit: serving {url} (Ctrl+C to stop; {loop_name()})", flush=True)
         await stop_event.wait()
         _log.info("wskit: shutting down")
     finally:
@@ -188,6 +188,7 @@ def serve(
     send_timeout: float | None = 30.0,
     shutdown_timeout: float = 10.0,
     on_ready: Callable[[list[str]], None] | None = None,
+    loop: EventLoopChoice = "auto",
 ) -> None:
     """Serve ``router`` at ``ws://host:port/path`` until SIGINT/SIGTERM.
 
@@ -195,6 +196,10 @@ def serve(
     checks) first. Handler options: :func:`create_handler`. Without
     ``allowed_hosts``, a loopback ``host`` serves only the loopback names
     (see :func:`serve_async`); on other addresses, set ``allowed_hosts``.
+
+    ``loop``: ``"auto"`` runs on uvloop when it is installed
+    (``pip install wskit-aiohttp[speed]``), else on asyncio's default loop;
+    ``"asyncio"`` never uses uvloop; ``"uvloop"`` requires it.
     """
     application = create_app(
         router,
@@ -223,6 +228,7 @@ def serve(
         path=path,
         shutdown_timeout=shutdown_timeout,
         on_ready=on_ready,
+        loop=loop,
     )
 
 
@@ -234,16 +240,47 @@ def _run(
     path: str = "/",
     shutdown_timeout: float = 10.0,
     on_ready: Callable[[list[str]], None] | None = None,
+    loop: EventLoopChoice = "auto",
 ) -> None:
     """:func:`serve_async` in a new event loop; blocks until SIGINT/SIGTERM."""
+    main = serve_async(
+        app,
+        host=host,
+        port=port,
+        path=path,
+        shutdown_timeout=shutdown_timeout,
+        on_ready=on_ready,
+    )
+    uvloop = pick_uvloop(loop)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(
-            serve_async(
-                app,
-                host=host,
-                port=port,
-                path=path,
-                shutdown_timeout=shutdown_timeout,
-                on_ready=on_ready,
-            )
-        )
+        if uvloop is not None:
+            uvloop.run(main)
+        else:
+            asyncio.run(main)
+
+
+#: ``"auto"`` (uvloop when installed), ``"asyncio"`` or ``"uvloop"``.
+EventLoopChoice = Literal["auto", "asyncio", "uvloop"]
+
+
+def pick_uvloop(loop: EventLoopChoice) -> Any:
+    """The ``uvloop`` module to run on, or ``None`` for asyncio's default loop."""
+    if loop not in ("auto", "asyncio", "uvloop"):
+        raise ValueError(f"loop must be 'auto', 'asyncio' or 'uvloop', not {loop!r}")
+    if loop == "asyncio":
+        return None
+    try:
+        import uvloop  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        if loop == "uvloop":
+            raise RuntimeError(
+                "loop='uvloop' needs uvloop: pip install 'wskit-aiohttp[speed]'"
+            ) from None
+        return None
+    return uvloop
+
+
+def loop_name() -> str:
+    """Which event loop runs (for the startup line): ``uvloop`` or ``asyncio``."""
+    module = type(asyncio.get_running_loop()).__module__
+    return "uvloop" if module.startswith("uvloop") else "asyncio"

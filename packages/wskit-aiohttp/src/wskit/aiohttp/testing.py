@@ -7,20 +7,28 @@
         async with aiohttp.ClientSession() as session:
             async with session.ws_connect(server.url) as ws:
                 ...
+
+:func:`serve_router` is what the transport conformance suite
+(:mod:`wskit.core.conformance`) starts for each of its tests.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from wskit.aiohttp.auth import token_from_request
 from wskit.aiohttp.handler import WebSocketHandler
-from wskit.aiohttp.server import HANDLER_KEY, RedactingAccessLogger
+from wskit.aiohttp.server import HANDLER_KEY, RedactingAccessLogger, create_app
 
-__all__ = ["LoopbackServer", "loopback_server"]
+if TYPE_CHECKING:
+    from wskit.core.conformance import ServerOptions
+    from wskit.core.router import Router
+
+__all__ = ["LoopbackServer", "loopback_server", "serve_router"]
 
 
 class LoopbackServer:
@@ -51,6 +59,10 @@ class LoopbackServer:
             self._stopped = True
             await self.runner.cleanup()
 
+    async def shutdown(self) -> None:
+        """The same as :meth:`stop` (the conformance suite's name for it)."""
+        await self.stop()
+
 
 @contextlib.asynccontextmanager
 async def loopback_server(
@@ -76,3 +88,15 @@ async def loopback_server(
             await server.stop()
         else:
             await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def serve_router(
+    router: Router[Any], options: ServerOptions, *, path: str = "/ws"
+) -> AsyncIterator[LoopbackServer]:
+    """Serve ``router`` with the conformance suite's ``options`` (the token of
+    ``authenticate(token)`` read with :func:`token_from_request`)."""
+    handler_options = options.adapter_options(lambda request: token_from_request(request)[0])
+    app = create_app(router, path=path, **handler_options)
+    async with loopback_server(app, path=path) as server:
+        yield server

@@ -36,23 +36,32 @@ async def run_worker(conn: Connection[Any]) -> None:
     limit = conn.router.max_concurrency
     try:
         if limit == 1:
-            inbox = conn._inbox
-            while inbox and conn.state == "open":
+            while conn._inbox and conn.state == "open":
                 received_at, item = conn._take_inbound()
                 await handle_frame(conn, received_at, item)
         else:
             await _run_concurrently(conn, limit)
-    finally:
+        # The answers of this batch leave together, now (a transport that collects
+        # direct sends would otherwise write them at the next loop iteration).
+        conn._out.flush()
+    except BaseException as exc:
         conn._worker = None
+        if not isinstance(exc, Exception):
+            raise
+        # A bug in wskit itself: report it, and never leave frames behind a dead worker.
+        conn._crashed(exc)
+        if conn._inbox and conn.state == "open":
+            conn._start_worker()
+        return
+    conn._worker = None
 
 
 async def _run_concurrently(conn: Connection[Any], limit: int) -> None:
-    inbox = conn._inbox
     running: set[asyncio.Task[None]] = set()
     loop = asyncio.get_running_loop()
     try:
         while True:
-            while inbox and conn.state == "open" and len(running) < limit:
+            while conn._inbox and conn.state == "open" and len(running) < limit:
                 received_at, item = conn._take_inbound()
                 running.add(loop.create_task(handle_frame(conn, received_at, item)))
             if not running:
@@ -144,6 +153,8 @@ async def _dispatch_rpc(
         await conn._report(exc, message_type, None)
         return
     rpcs = conn._rpcs
+    if rpcs is None:
+        rpcs = conn._rpcs = {}
     if cid in rpcs:
         dup = ProtocolError(
             ErrorCode.ALREADY_EXISTS,
@@ -210,11 +221,16 @@ def expire_rpc(ctx: RpcContext[Any, Any, Any]) -> None:
 
 def abort_queued(conn: Connection[Any], cid: str) -> bool:
     """Drop a queued (not yet started) RPC with this correlationId."""
-    for entry in conn._inbox:
+    inbox = conn._inbox
+    if inbox is None:
+        return False
+    for entry in inbox:
         queued = entry[1]
         if type(queued) is dict and correlation_id(queued) == cid:
-            conn._inbox.remove(entry)
+            inbox.remove(entry)
             conn._inbox_bytes -= entry[2]
+            if not inbox:
+                conn._inbox = None
             return True
     return False
 

@@ -11,6 +11,7 @@ is reached is the connection's overflow policy, decided by the caller.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
@@ -46,15 +47,25 @@ def frame_size(frame: str) -> int:
 
 
 class Outbox:
-    """The FIFO of one connection, bounded by ``max_bytes`` of queued frames."""
+    """The FIFO of one connection, bounded by ``max_bytes`` of queued frames.
+
+    Two ways to drive it: :meth:`pump` runs for the connection's whole life in a
+    task of the adapter's; or :meth:`attach` gives it the transport, and a pump
+    task is started only while something is queued (it ends when the FIFO is
+    empty), so an idle connection holds no task for writing.
+    """
 
     __slots__ = (
         "_bytes",
         "_direct",
+        "_flush",
+        "_in_write",
         "_interrupted",
         "_items",
-        "_pump_idle",
+        "_on_error",
+        "_pump_busy",
         "_pump_task",
+        "_transport",
         "_waiter",
         "closing",
         "max_bytes",
@@ -67,25 +78,38 @@ class Outbox:
         self.closing: Close | None = None
         #: The "messages dropped" notice went out since the FIFO last drained.
         self.overflow_notified = False
-        self._items: deque[OutboundItem] = deque()
+        self._items: deque[OutboundItem] | None = None  # allocated on first use
         self._bytes = 0
         self._waiter: asyncio.Future[None] | None = None
         self._pump_task: asyncio.Task[Any] | None = None
-        self._pump_idle = False
+        # True while a pump writes (or, attached, while its task exists): frames
+        # must then queue behind what it writes.
+        self._pump_busy = True
         self._interrupted = False
+        self._in_write = False
         self._direct: Callable[[str], bool] | None = None
+        self._flush: Callable[[], None] | None = None
+        self._transport: Transport | None = None
+        self._on_error: Callable[[BaseException], None] | None = None
 
     @property
     def buffered_bytes(self) -> int:
         return self._bytes
 
     def __len__(self) -> int:
-        return len(self._items)
+        items = self._items
+        return len(items) if items is not None else 0
+
+    def _queue(self) -> deque[OutboundItem]:
+        items = self._items
+        if items is None:
+            items = self._items = deque()
+        return items
 
     def push(self, frame: str, *, past_bound: bool = False) -> bool:
         """Write or queue ``frame``; ``False`` if the bound is reached (the frame
         is not queued). ``past_bound`` queues it anyway (small control frames)."""
-        if self._pump_idle and not self._items and self._direct is not None:
+        if not self._pump_busy and not self._items and self._direct is not None:
             try:
                 if self._direct(frame):
                     return True  # written straight to the socket: FIFO empty, pump asleep
@@ -94,13 +118,21 @@ class Outbox:
         size = frame_size(frame)
         if self._bytes + size > self.max_bytes and self._items and not past_bound:
             return False
-        self._items.append(frame)
+        self._queue().append(frame)
         self._bytes += size
         self._wake()
         return True
 
+    def flush(self) -> None:
+        """Ask the transport to write what it collected from direct sends now (a
+        transport may collect them to write once per loop iteration)."""
+        flush = self._flush
+        if flush is not None:
+            with contextlib.suppress(Exception):  # the pump meets the same failure
+                flush()
+
     def push_ping(self) -> None:
-        self._items.append(PING)
+        self._queue().append(PING)
         self._wake()
 
     def close(self, code: int, reason: str, *, discard: bool) -> None:
@@ -109,25 +141,27 @@ class Outbox:
         if discard:
             self.clear()
         self.closing = close = Close(code, reason)
-        self._items.append(close)
+        self._queue().append(close)
         self._wake()
         pump = self._pump_task
-        if discard and pump is not None and not pump.done() and pump is not asyncio.current_task():
-            self._interrupted = True
+        if discard and self._in_write and pump is not None and pump is not asyncio.current_task():
+            self._interrupted = True  # stuck writing to a peer that stopped reading
             pump.cancel()
 
     def clear(self) -> None:
-        self._items.clear()
+        if self._items:
+            self._items.clear()
         self._bytes = 0
 
     def pop(self) -> OutboundItem | None:
         """Take the next item (a frame, a ping or the final close)."""
-        if not self._items:
+        items = self._items
+        if not items:
             return None
-        item = self._items.popleft()
+        item = items.popleft()
         if type(item) is str:
             self._bytes -= frame_size(item)
-            if not self._items:
+            if not items:
                 self._bytes = 0
                 self.overflow_notified = False
         return item
@@ -138,38 +172,109 @@ class Outbox:
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
+        elif self._transport is not None:
+            pump = self._pump_task
+            if pump is None or pump.done():
+                self._start_pump()
 
     def wake(self) -> None:
         """Let a waiting pump check whether the connection is closed."""
         self._wake()
 
+    # ----------------------------------------------------------- attached mode
+
+    def attach(self, transport: Transport, on_error: Callable[[BaseException], None]) -> None:
+        """Write through ``transport`` from now on: directly while nothing is
+        queued, else from a pump task that runs only while the FIFO has items.
+        ``on_error(exc)`` is called if a write fails (the adapter drops the socket)."""
+        self._transport = transport
+        self._on_error = on_error
+        self._direct = getattr(transport, "send_nowait", None)
+        self._flush = getattr(transport, "flush", None)
+        self._pump_busy = False
+        if self._items:
+            self._start_pump()
+
+    def _start_pump(self) -> None:
+        self._pump_busy = True
+        self._pump_task = asyncio.get_running_loop().create_task(self._pump_queued())
+
+    async def _pump_queued(self) -> None:
+        transport = self._transport
+        assert transport is not None
+        try:
+            await self._write(transport, until_empty=True)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if self._on_error is not None:
+                self._on_error(exc)
+        finally:
+            self._pump_task = None
+            if self._transport is not None:
+                self._pump_busy = False
+                if self._items and self.closing is None:
+                    self._start_pump()  # queued while the last write finished
+
+    async def wait_written(self) -> None:
+        """Wait until an attached pump has written what is queued (the close)."""
+        pump = self._pump_task
+        if pump is not None and not pump.done():
+            await asyncio.wait((pump,))
+
+    def detach(self) -> None:
+        self._transport = None
+        self._direct = None
+        self._flush = None
+        self._pump_busy = True
+
+    # ------------------------------------------------------------ pump mode
+
     async def pump(self, transport: Transport, is_closed: Callable[[], bool]) -> None:
         """Write the FIFO to ``transport`` until the close item is sent or
         ``is_closed()``. Transport errors propagate to the caller."""
-        loop = asyncio.get_running_loop()
-        items = self._items
-        self._pump_task = asyncio.current_task()
         self._direct = getattr(transport, "send_nowait", None)
+        self._flush = getattr(transport, "flush", None)
+        try:
+            await self._write(transport, until_empty=False, is_closed=is_closed)
+        finally:
+            self._direct = None
+            self._flush = None
+            self._pump_busy = True
+
+    async def _write(
+        self,
+        transport: Transport,
+        *,
+        until_empty: bool,
+        is_closed: Callable[[], bool] | None = None,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        self._pump_task = asyncio.current_task()
         try:
             while True:
-                while items:
+                while self._items:
                     item = self.pop()
-                    if type(item) is str:
-                        await transport.send(item)
-                    elif type(item) is _Ping:
-                        await transport.ping()
-                    elif isinstance(item, Close):
+                    if isinstance(item, Close):
                         await transport.close(item.code, item.reason)
                         return
-                if is_closed():
+                    self._in_write = True
+                    try:
+                        if type(item) is str:
+                            await transport.send(item)
+                        else:
+                            await transport.ping()
+                    finally:
+                        self._in_write = False
+                if until_empty or (is_closed is not None and is_closed()):
                     return
                 waiter = loop.create_future()
                 self._waiter = waiter
-                self._pump_idle = True
+                self._pump_busy = False
                 try:
                     await waiter
                 finally:
-                    self._pump_idle = False
+                    self._pump_busy = True
         except asyncio.CancelledError:
             close = self.closing
             if not self._interrupted or close is None:
@@ -178,8 +283,8 @@ class Outbox:
             uncancel()
             await transport.close(close.code, close.reason)
         finally:
-            self._pump_task = None
-            self._direct = None
+            if not until_empty:
+                self._pump_task = None
 
     @property
     def writing(self) -> bool:

@@ -27,6 +27,7 @@ import asyncio
 import inspect
 import logging
 import math
+import sys
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -78,6 +79,11 @@ OverflowPolicy = Literal["close", "drop"]
 
 #: A queued inbound frame: the decoded envelope, or the error that answers it.
 InboundItem = dict[str, Any] | ProtocolError
+
+#: Python 3.12+ can start a task eagerly (``asyncio.Task(..., eager_start=True)``).
+_EAGER_TASKS: Final = sys.version_info >= (3, 12)
+#: Marks the worker as started while an eager worker task runs its first step.
+_STARTING: Final[Any] = object()
 
 _OUT_META_DROP: Final = frozenset({"type", "correlationId", "clientId", "receivedAt"})
 
@@ -137,7 +143,11 @@ class Transport(Protocol):
     A transport may also offer ``send_nowait(frame: str) -> bool``: write the
     frame at once if that cannot block, else return ``False``. The connection
     then writes frames directly while its FIFO is empty and the pump is idle,
-    saving a task switch per frame (pub/sub fan-out, request/response).
+    saving a task switch per frame (pub/sub fan-out, request/response). Such a
+    transport may collect direct sends and write them together, at the latest
+    at the next event-loop iteration; it then also offers ``flush()``, which the
+    connection calls when its handlers have answered a batch of frames, so the
+    answers leave at once in one write.
     """
 
     async def send(self, frame: str) -> None: ...
@@ -153,6 +163,7 @@ class Connection(Generic[D]):
     __slots__ = (
         "_background",
         "_closing",
+        "_extensions",
         "_hb",
         "_inbox",
         "_inbox_bytes",
@@ -166,7 +177,6 @@ class Connection(Generic[D]):
         "close_reason",
         "connected_at",
         "data",
-        "extensions",
         "headers",
         "heartbeat",
         "max_inbound_bytes",
@@ -196,7 +206,8 @@ class Connection(Generic[D]):
         self.router = router
         self.data = data
         self.client_id = client_id or str(uuid.uuid4())
-        self.headers: Mapping[str, str] = dict(headers or {})
+        #: The upgrade request's headers as the adapter passed them (not copied).
+        self.headers: Mapping[str, str] = headers if headers is not None else {}
         self.max_message_bytes = max_message_bytes
         self.max_inbound_messages = max_inbound_messages or router.max_inbound_messages
         self.max_inbound_bytes = max_inbound_bytes or router.max_inbound_bytes
@@ -206,16 +217,17 @@ class Connection(Generic[D]):
         self.connected_at = router.clock.now()
         self.close_code: int | None = None
         self.close_reason = ""
-        self.extensions: dict[str, Any] = {}
-        self._inbox: deque[tuple[float, InboundItem, int]] = deque()
+        # Allocated on first use: an idle connection holds as little as possible.
+        self._extensions: dict[str, Any] | None = None
+        self._inbox: deque[tuple[float, InboundItem, int]] | None = None
         self._inbox_bytes = 0
         self._inbox_waiter: asyncio.Future[None] | None = None
         self._room_waiter: asyncio.Future[None] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._out = Outbox(max_buffered_bytes)
         self._hb: Heartbeat | None = None
-        self._rpcs: dict[str, RpcContext[Any, Any, D]] = {}
-        self._background: set[asyncio.Task[Any]] = set()
+        self._rpcs: dict[str, RpcContext[Any, Any, D]] | None = None
+        self._background: set[asyncio.Task[Any]] | None = None
         self._closing: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ data
@@ -229,6 +241,14 @@ class Connection(Generic[D]):
         else:
             for key, value in items.items():
                 setattr(data, key, value)
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        """Per-connection storage for plugins."""
+        extensions = self._extensions
+        if extensions is None:
+            extensions = self._extensions = {}
+        return extensions
 
     @property
     def buffered_bytes(self) -> int:
@@ -313,12 +333,12 @@ class Connection(Generic[D]):
         self.state = "closing"
         self.close_code = code
         self.close_reason = reason
-        self._inbox.clear()
+        self._inbox = None
         self._inbox_bytes = 0
         self._wake_reader()
         if self._hb is not None:
             self._hb.stop()
-        for ctx in list(self._rpcs.values()):
+        for ctx in list(self._rpcs.values()) if self._rpcs else ():
             ctx._cancel("disconnect")
         worker = self._worker
         if worker is not None:
@@ -397,6 +417,8 @@ class Connection(Generic[D]):
 
     def _enqueue(self, received_at: float, item: InboundItem, size: int) -> bool:
         inbox = self._inbox
+        if inbox is None:
+            inbox = self._inbox = deque()
         inbox.append((received_at, item, size))
         self._inbox_bytes += size
         if self._worker is None:
@@ -411,9 +433,9 @@ class Connection(Generic[D]):
     @property
     def inbound_full(self) -> bool:
         """The inbound queue is at its bound (the adapter should pause reading)."""
-        return (
-            len(self._inbox) >= self.max_inbound_messages
-            or self._inbox_bytes >= self.max_inbound_bytes
+        inbox = self._inbox
+        return inbox is not None and (
+            len(inbox) >= self.max_inbound_messages or self._inbox_bytes >= self.max_inbound_bytes
         )
 
     async def inbound_room(self) -> None:
@@ -428,14 +450,19 @@ class Connection(Generic[D]):
             await waiter
 
     def _inbound_backlogged(self) -> bool:
-        return (
-            len(self._inbox) * 2 > self.max_inbound_messages
+        inbox = self._inbox
+        return inbox is not None and (
+            len(inbox) * 2 > self.max_inbound_messages
             or self._inbox_bytes * 2 > self.max_inbound_bytes
         )
 
     def _take_inbound(self) -> tuple[float, InboundItem]:
-        received_at, item, size = self._inbox.popleft()
+        inbox = self._inbox
+        assert inbox is not None
+        received_at, item, size = inbox.popleft()
         self._inbox_bytes -= size
+        if not inbox:
+            self._inbox = None  # an idle connection keeps no queue
         if self._room_waiter is not None and not self._inbound_backlogged():
             self._wake_reader()
         return received_at, item
@@ -463,7 +490,7 @@ class Connection(Generic[D]):
             )
             self._enqueue(now, err, 0)
             return
-        ctx = self._rpcs.get(cid)
+        ctx = self._rpcs.get(cid) if self._rpcs else None
         if ctx is not None:
             ctx._cancel("client-abort")
         elif not abort_queued(self, cid):
@@ -477,20 +504,19 @@ class Connection(Generic[D]):
         )
 
     def _start_worker(self) -> None:
-        # A plain task, not an eager one (3.12+): measured end to end over aiohttp,
-        # eager start cost more server CPU per round trip than it saved.
-        self._worker = worker = asyncio.get_running_loop().create_task(run_worker(self))
-        worker.add_done_callback(self._worker_done)
-
-    def _worker_done(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or task.exception() is None:
-            return
-        self._crashed(task)
-        if self._worker is task:
-            self._worker = None
-        # Never leave frames behind a worker that died.
-        if self._inbox and self.state == "open" and self._worker is None:
-            self._start_worker()
+        loop = asyncio.get_running_loop()
+        if _EAGER_TASKS and self.router.eager_start:
+            # The worker task starts at once, inside this call: a handler that does
+            # not wait for anything has answered before receive() returns, without an
+            # event-loop round trip. It still runs in its own task (current_task() is
+            # the worker), so cancellation and asyncio.timeout() behave as usual.
+            self._worker = _STARTING  # frames arriving meanwhile queue behind it
+            worker = asyncio.Task(run_worker(self), loop=loop, eager_start=True)  # type: ignore[call-arg, unused-ignore]
+            if not worker.done():
+                self._worker = worker  # it waits for something: it is the worker now
+            # (done: run_worker has already cleared _worker, or started a successor)
+        else:
+            self._worker = loop.create_task(run_worker(self))
 
     # -------------------------------------------------------------- outbound
 
@@ -616,6 +642,18 @@ class Connection(Generic[D]):
         """
         await self._out.pump(transport, lambda: self.state == "closed")
 
+    def attach(self, transport: Transport, *, on_error: Callable[[BaseException], None]) -> None:
+        """The alternative to :meth:`pump`: write through ``transport`` without a
+        task of the adapter's. Frames go out directly while nothing is queued;
+        a pump task runs only while the FIFO has items (a slow peer, pings, the
+        close). ``on_error(exc)`` is called if a write fails (drop the socket)."""
+        self._out.attach(transport, on_error)
+
+    async def wait_written(self) -> None:
+        """With :meth:`attach`: wait until what is queued was written (for the
+        adapter, before it finishes a close the router requested)."""
+        await self._out.wait_written()
+
     # ------------------------------------------------------------- plumbing
 
     def run_callback(self, callback: Callable[[], Any]) -> None:
@@ -638,19 +676,23 @@ class Connection(Generic[D]):
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
-        self._background.add(task)
+        background = self._background
+        if background is None:
+            background = self._background = set()
+        background.add(task)
         task.add_done_callback(self._background_done)
 
     def _background_done(self, task: asyncio.Task[Any]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self._crashed(task)
+        if self._background is not None:
+            self._background.discard(task)
+        if not task.cancelled():
+            exc = task.exception()
+            if exc is not None:
+                self._crashed(exc)
 
-    def _crashed(self, task: asyncio.Task[Any]) -> None:
+    def _crashed(self, exc: BaseException) -> None:
         """A task of this connection ended with an exception wskit did not catch
         (a bug): log it and tell the router's error observers."""
-        exc = task.exception()
-        assert exc is not None
         _log.error("wskit: a task of connection %s crashed", self.client_id, exc_info=exc)
         self.router._notify_observers(exc, ErrorInfo(self, "$ws:crash", None))
 
@@ -667,7 +709,7 @@ class Connection(Generic[D]):
         """Wait until queued inbound frames and their handlers are done."""
         while True:
             pending = [t for t in (self._worker, self._closing) if t is not None and not t.done()]
-            pending.extend(self._background)
+            pending.extend(self._background or ())
             if not pending:
                 return
             await asyncio.wait(pending)

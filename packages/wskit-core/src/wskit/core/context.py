@@ -78,7 +78,9 @@ class BaseContext(Generic[D]):
     ) -> PublishResult:
         """Publish to a topic's subscribers; returns a PublishResult, never raises
         for runtime conditions. Requires ``with_pubsub()``."""
-        pubsub = self.connection.router.require_pubsub("ctx.publish()")
+        router = self.connection.router
+        pubsub = router.require_pubsub("ctx.publish()")
+        meta = router.publish_meta(topic, schema, meta)
         return await pubsub.publish(
             topic,
             schema,
@@ -137,7 +139,7 @@ class CloseContext(BaseContext[D]):
 class MessageContext(_SendingContext[D], Generic[P, D]):
     """Context of an event handler (and of middleware on any route)."""
 
-    __slots__ = ("meta", "payload", "received_at", "schema", "type")
+    __slots__ = ("error_code", "meta", "payload", "received_at", "schema", "type")
 
     def __init__(
         self,
@@ -153,6 +155,9 @@ class MessageContext(_SendingContext[D], Generic[P, D]):
         self.payload: P = payload
         self.meta: dict[str, Any] = meta
         self.received_at: float = received_at
+        #: The code of the last error this handler answered with ``error()``
+        #: (``None``: none); middleware reads it to learn a message's outcome.
+        self.error_code: str | None = None
 
     @property
     def is_rpc(self) -> bool:
@@ -188,8 +193,10 @@ class MessageContext(_SendingContext[D], Generic[P, D]):
         ``message`` defaults to the code's description; ``details`` are
         sanitized (credential-like keys dropped). ``retry_after_ms`` defaults to
         the code's suggested backoff; pass ``None`` to send ``null`` ("do not
-        retry"). It is never sent with terminal codes.
+        retry"). It is never sent with terminal codes. The code is kept in
+        ``ctx.error_code``.
         """
+        self.error_code = code
         self.connection.send_error(
             ERROR,
             code,
@@ -331,6 +338,7 @@ class RpcContext(MessageContext[P, D], Generic[P, R, D]):
         if self.terminal:
             return
         self.terminal = True
+        self.error_code = code
         self.connection.send_error(
             RPC_ERROR,
             code,

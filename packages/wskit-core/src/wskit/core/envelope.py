@@ -7,8 +7,9 @@ keys. These constants are byte-compatible with WS-Kit (TypeScript) 0.10.
 from __future__ import annotations
 
 import json
+import json.encoder
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from wskit.core.errors import _UNSET, ERROR_CODE_META, ErrorCode, ProtocolError, sanitize_details
@@ -43,8 +44,11 @@ RPC_ERROR: Final = "RPC_ERROR"
 
 #: Meta keys the server owns; stripped from inbound frames before validation.
 RESERVED_META_KEYS: Final = frozenset({"clientId", "receivedAt"})
-#: Meta fields every schema accepts (camelCase on the wire).
-STANDARD_META_KEYS: Final = frozenset({"timestamp", "correlationId", "timeoutMs", "idempotencyKey"})
+#: Meta fields every schema accepts (camelCase on the wire). ``traceparent`` and
+#: ``tracestate`` carry W3C trace context, so a trace can continue through any message.
+STANDARD_META_KEYS: Final = frozenset(
+    {"timestamp", "correlationId", "timeoutMs", "idempotencyKey", "traceparent", "tracestate"}
+)
 
 #: Longest ``meta.correlationId`` (in characters). A longer one is invalid: it
 #: cannot address an RPC, and answers never echo it.
@@ -86,13 +90,33 @@ _decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_parse_
 _scan_once: Any = _decoder.scan_once  # type: ignore[attr-defined]  # the C scanner
 
 
+def _c_encoder() -> Callable[[Any], str]:
+    """The C encoder behind ``_encoder``, called directly: ``JSONEncoder.encode``
+    builds it anew on every call (circular references then end in RecursionError
+    instead of ValueError; wskit's callers handle both)."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - an interpreter without the C accelerator
+        return _encoder.encode
+    chunks = make(
+        None, _encoder.default, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+
+    def encode(obj: Any) -> str:
+        return "".join(chunks(obj, 0))
+
+    return encode
+
+
+_encode: Final = _c_encoder()
+
+
 def dumps(obj: Any) -> str:
     """Compact JSON, as every wskit frame is written.
 
     NaN and infinities are refused (``ValueError``). Lone surrogates in strings
     are written as ``\\uXXXX`` escapes, so the result always encodes to UTF-8.
     """
-    text = _encoder.encode(obj)
+    text = _encode(obj)
     if text.isascii() or _surrogate.search(text) is None:
         return text
     return _ascii_encoder.encode(obj)

@@ -32,6 +32,7 @@ __all__ = [
     "Middleware",
     "Next",
     "Plugin",
+    "PublishHook",
     "Route",
     "Router",
     "RpcHandler",
@@ -54,6 +55,10 @@ OpenHook = Callable[[OpenContext[D]], Awaitable[None] | None]
 CloseHook = Callable[[CloseContext[D]], Awaitable[None] | None]
 ErrorHook = Callable[[BaseException, ErrorInfo], Awaitable[None] | None]
 Plugin = Callable[["Router[Any]"], "Router[Any] | None"]
+#: ``hook(topic, schema, meta) -> meta``: see :meth:`Router.add_publish_hook`.
+PublishHook = Callable[
+    [str, MessageSchema[Any], "Mapping[str, Any] | None"], "Mapping[str, Any] | None"
+]
 
 OnConflict = Literal["error", "skip", "replace"]
 
@@ -139,6 +144,9 @@ class Router(Generic[D]):
       4 MiB): the bound of each connection's queue of frames waiting for their
       handlers; at the bound the adapter stops reading from that socket until
       the queue has drained to half, so TCP slows the sender down.
+    - ``eager_start`` (default ``True``; Python 3.12+): a connection's handler task
+      starts inside ``receive()``, so a handler that does not wait for anything
+      answers without an event-loop round trip. It runs in its own task either way.
 
     Every option is checked here; a bad value raises ``ValueError`` (or
     ``TypeError``) naming it.
@@ -157,6 +165,7 @@ class Router(Generic[D]):
         heartbeat: HeartbeatOptions | None = None,
         max_inbound_messages: int = 1024,
         max_inbound_bytes: int = 4 << 20,
+        eager_start: bool = True,
     ) -> None:
         if on_unknown not in ("error", "ignore"):
             raise ValueError(f"on_unknown must be 'error' or 'ignore', not {on_unknown!r}")
@@ -182,6 +191,7 @@ class Router(Generic[D]):
         self.heartbeat = heartbeat
         self.max_inbound_messages = max_inbound_messages
         self.max_inbound_bytes = max_inbound_bytes
+        self.eager_start = eager_start
         #: Validate outbound payloads by default (validator plugins may change it).
         self.validate_outgoing = True
         self.pubsub: PubSubProvider | None = None
@@ -511,6 +521,7 @@ class Router(Generic[D]):
         Requires ``with_pubsub()``; returns a PublishResult, never raises for
         runtime conditions."""
         pubsub = self.require_pubsub("publish()")
+        meta = self.publish_meta(topic, schema, meta)
         return await pubsub.publish(
             topic, schema, payload, sender=None, partition_key=partition_key, meta=meta
         )
@@ -575,6 +586,38 @@ class Router(Generic[D]):
             except Exception:
                 _log.exception("wskit: on_error hook failed")
 
+    # ---------------------------------------------------------- publish hooks
+
+    _publish_hooks: tuple[PublishHook, ...] = ()
+
+    def add_publish_hook(self, hook: PublishHook) -> Callable[[], None]:
+        """Run ``hook(topic, schema, meta)`` for every ``ctx.publish()`` and
+        ``router.publish()`` before the pub/sub plugin sees it; a mapping it
+        returns becomes the publish's meta (``None`` keeps it). For plugins
+        that put context into published messages (tracing adds
+        ``meta.traceparent``). Hooks run in order; one that raises is logged and
+        skipped. Returns a function that removes the hook."""
+        self._publish_hooks = (*self._publish_hooks, hook)
+
+        def remove() -> None:
+            self._publish_hooks = tuple(h for h in self._publish_hooks if h is not hook)
+
+        return remove
+
+    def publish_meta(
+        self, topic: str, schema: MessageSchema[Any], meta: Mapping[str, Any] | None
+    ) -> Mapping[str, Any] | None:
+        """``meta`` as the publish hooks leave it (what a publish goes out with)."""
+        for hook in self._publish_hooks:
+            try:
+                changed = hook(topic, schema, meta)
+            except Exception:
+                _log.exception("wskit: publish hook failed")
+                continue
+            if changed is not None:
+                meta = changed
+        return meta
+
 
 def check_positive_int(name: str, value: Any) -> None:
     """Raise a clear error unless ``value`` is a positive ``int`` (options checks)."""
@@ -620,6 +663,7 @@ def create_router(
     heartbeat: HeartbeatOptions | None = None,
     max_inbound_messages: int = 1024,
     max_inbound_bytes: int = 4 << 20,
+    eager_start: bool = True,
 ) -> Router[dict[str, Any]]: ...
 
 
@@ -637,6 +681,7 @@ def create_router(
     heartbeat: HeartbeatOptions | None = None,
     max_inbound_messages: int = 1024,
     max_inbound_bytes: int = 4 << 20,
+    eager_start: bool = True,
 ) -> Router[D]: ...
 
 
@@ -653,6 +698,7 @@ def create_router(
     heartbeat: HeartbeatOptions | None = None,
     max_inbound_messages: int = 1024,
     max_inbound_bytes: int = 4 << 20,
+    eager_start: bool = True,
 ) -> Router[Any]:
     """Create a router. ``data_type`` only types ``ctx.data`` (e.g. a TypedDict);
     it is not checked at run time. See :class:`Router` for the options."""
@@ -667,4 +713,5 @@ def create_router(
         heartbeat=heartbeat,
         max_inbound_messages=max_inbound_messages,
         max_inbound_bytes=max_inbound_bytes,
+        eager_start=eager_start,
     )

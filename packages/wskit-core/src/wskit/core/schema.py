@@ -251,6 +251,8 @@ _STANDARD_META_SCHEMA: dict[str, Any] = {
     "correlationId": {"type": "string"},
     "timeoutMs": {"type": "integer", "exclusiveMinimum": 0},
     "idempotencyKey": {"type": "string"},
+    "traceparent": {"type": "string", "description": "W3C trace context (traceparent)"},
+    "tracestate": {"type": "string", "description": "W3C trace context (tracestate)"},
 }
 
 
@@ -271,7 +273,7 @@ def envelope_json_schema(schema: MessageSchema[Any]) -> dict[str, Any]:
     if meta_required:
         meta_schema["required"] = meta_required
     properties: dict[str, Any] = {"type": {"const": schema.type}, "meta": meta_schema}
-    required = ["type"]
+    required = ["type", "meta"] if meta_required else ["type"]
     defs: dict[str, Any] = {}
     if schema.payload is not None:
         payload_schema = dict(schema.payload.json_schema())

@@ -52,6 +52,9 @@ _STANDARD_META: Final = {
         f"Expected a positive integer of milliseconds, at most {MAX_TIMEOUT_MS}",
     ),
     "idempotencyKey": (_is_str, "Expected a string"),
+    # W3C trace context: only the type is checked; a tracer ignores a value it cannot parse.
+    "traceparent": (_is_str, "Expected a string"),
+    "tracestate": (_is_str, "Expected a string"),
 }
 
 

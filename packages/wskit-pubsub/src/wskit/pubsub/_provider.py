@@ -188,7 +188,8 @@ class PubSub:
         self._on_subscribe = on_subscribe
         self._on_unsubscribe = on_unsubscribe
         self.distributed: bool = callable(getattr(self.adapter, "start", None))
-        self._connections: dict[str, Connection[Any]] = {}
+        # The router's own registry of open connections (no second map to keep).
+        self._connections: dict[str, Connection[Any]] = router._connections
         self._started = False
         self._starting: asyncio.Task[None] | None = None
 
@@ -222,14 +223,13 @@ class PubSub:
                 await result
 
     async def connection_opened(self, connection: Connection[Any]) -> None:
-        self._state(connection)
-        self._connections[connection.client_id] = connection
+        # A connection's topic state is made when it first subscribes (or asks for
+        # its topics): idle connections hold none.
         if self.distributed and not self._started:
             await self.start()
 
     async def connection_closed(self, connection: Connection[Any]) -> None:
         """Remove every subscription of a closing connection (after ``on_close``)."""
-        self._connections.pop(connection.client_id, None)
         state: _ConnTopics | None = connection.extensions.get(_STATE_KEY)
         if state is None:
             return

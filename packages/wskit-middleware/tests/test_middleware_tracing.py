@@ -1,0 +1,291 @@
+"""with_tracing(): spans exported by the OpenTelemetry SDK's in-memory exporter,
+through the real router (wskit.core.testing.Harness)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
+from opentelemetry.trace import SpanKind, StatusCode
+
+from wskit.core import (
+    PublishRecord,
+    PublishResult,
+    RpcError,
+    any_object,
+    create_router,
+    define_message,
+    define_rpc,
+)
+from wskit.middleware.tracing import with_tracing
+
+Ping = define_message("PING", any_object())
+Deny = define_message("DENY", any_object())
+Boom = define_message("BOOM")
+Shout = define_message("SHOUT", any_object())
+Ask = define_rpc("ASK", any_object(), "ANSWER", any_object())
+Wait = define_rpc("WAIT", any_object(), "WAITED", any_object())
+
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+PARENT_ID = "b7ad6b7169203331"
+TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
+
+
+class FakePubSub:
+    """A pub/sub provider that reports each publish as wskit-pubsub does."""
+
+    def __init__(self, router: Any, result: PublishResult) -> None:
+        self.router = router
+        self.result = result
+        self.metas: list[Mapping[str, Any] | None] = []
+
+    def topics(self, connection: Any) -> Any:
+        raise NotImplementedError
+
+    def readonly_topics(self, connection: Any) -> Any:
+        raise NotImplementedError
+
+    async def publish(
+        self,
+        topic: str,
+        schema: Any,
+        payload: Any,
+        *,
+        sender: Any = None,
+        exclude_self: bool = False,
+        partition_key: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> PublishResult:
+        self.metas.append(meta)
+        record = PublishRecord(topic, schema.type, payload, dict(meta or {}), self.result)
+        self.router.notify_publish(record)
+        return self.result
+
+    async def connection_opened(self, connection: Any) -> None:
+        pass
+
+    async def connection_closed(self, connection: Any) -> None:
+        pass
+
+
+def _router(provider: TracerProvider, **options: Any) -> Any:
+    router = create_router().plugin(with_tracing(tracer_provider=provider, **options))
+
+    @router.on(Ping)
+    async def ping(ctx: Any) -> None:
+        pass
+
+    @router.on(Deny)
+    async def deny(ctx: Any) -> None:
+        ctx.error("PERMISSION_DENIED")
+
+    @router.on(Boom)
+    async def boom(ctx: Any) -> None:
+        raise RuntimeError("deliberate failure")
+
+    @router.on(Shout)
+    async def shout(ctx: Any) -> None:
+        await ctx.publish("room:1", Ping, {"n": 1})
+        await ctx.publish("room:1", Ping, {"n": 2}, meta={"traceparent": TRACEPARENT})
+
+    @router.rpc(Ask)
+    async def ask(ctx: Any) -> None:
+        if ctx.payload.get("missing"):
+            raise RpcError("NOT_FOUND")
+        ctx.reply({})
+
+    return router
+
+
+def _by_name(spans: Any) -> dict[str, ReadableSpan]:
+    return {s.name: s for s in spans}
+
+
+def _hex(value: int, width: int) -> str:
+    return f"{value:0{width}x}"
+
+
+async def test_message_spans_continue_the_clients_trace(spans: Any, failing_harness: Any) -> None:
+    provider, exporter = spans
+    router = _router(provider)
+    async with failing_harness(router) as h:
+        conn = await h.connect()
+        conn.send(Ping, {}, meta={"traceparent": TRACEPARENT, "tracestate": "vendor=1"})
+        conn.send(Ping, {})  # no trace context: a new trace
+        conn.send(Deny, {})
+        conn.send(Boom)
+        await conn.request(Ask, {}, meta={"traceparent": TRACEPARENT})
+        with pytest.raises(RpcError):
+            await conn.request(Ask, {"missing": True})
+        await h.flush()
+    finished = exporter.get_finished_spans()
+    assert [s.name for s in finished] == [
+        "process PING",
+        "process PING",
+        "process DENY",
+        "process BOOM",
+        "rpc ASK",
+        "rpc ASK",
+    ]
+    child, root, deny, boom, rpc, missing = finished
+    assert child.kind is SpanKind.CONSUMER and rpc.kind is SpanKind.SERVER
+    assert _hex(child.context.trace_id, 32) == TRACE_ID
+    assert child.parent is not None and _hex(child.parent.span_id, 16) == PARENT_ID
+    assert child.parent.is_remote
+    assert child.context.trace_state.get("vendor") == "1"
+    assert root.parent is None and _hex(root.context.trace_id, 32) != TRACE_ID
+    assert dict(child.attributes or {}) == {
+        "messaging.system": "wskit",
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "process",
+        "messaging.destination.name": "PING",
+        "messaging.client.id": conn.client_id,
+    }
+    assert child.status.status_code is StatusCode.UNSET
+    # A refusal is not a server fault: error.type only.
+    assert deny.attributes is not None and deny.attributes["error.type"] == "PERMISSION_DENIED"
+    assert deny.status.status_code is StatusCode.UNSET
+    # A failure is: status ERROR and the exception recorded.
+    assert boom.attributes is not None and boom.attributes["error.type"] == "INTERNAL"
+    assert boom.status.status_code is StatusCode.ERROR
+    assert [e.name for e in boom.events] == ["exception"]
+    assert boom.events[0].attributes is not None
+    assert boom.events[0].attributes["exception.type"] == "RuntimeError"
+    # RPC: the correlation id is the conversation id; a raised RpcError is its code.
+    assert rpc.attributes is not None
+    assert rpc.attributes["messaging.operation.name"] == "rpc"
+    assert rpc.attributes["messaging.message.conversation_id"] == "rpc-1"
+    assert _hex(rpc.context.trace_id, 32) == TRACE_ID
+    assert missing.attributes is not None and missing.attributes["error.type"] == "NOT_FOUND"
+    assert missing.status.status_code is StatusCode.UNSET
+
+
+async def test_deadline_and_abort_end_the_span(spans: Any, failing_harness: Any) -> None:
+    provider, exporter = spans
+    router = _router(provider)
+    gate: dict[str, Any] = {}
+
+    async def wait(ctx: Any) -> None:
+        import asyncio
+
+        gate[ctx.correlation_id] = asyncio.get_running_loop().create_future()
+        await gate[ctx.correlation_id]
+
+    router.rpc(Wait, wait)
+    async with failing_harness(router) as h:  # the abort is reported, never answered
+        conn = await h.connect()
+        aborted = conn.call(Wait, {})
+        await h.flush()
+        await aborted.abort()  # running: its handler is cancelled
+        late = conn.call(Wait, {}, meta={"timeoutMs": 50})
+        await h.flush()
+        await h.advance(60)
+        with pytest.raises(RpcError, match="Deadline"):
+            await late.result()
+    by_cid = {
+        s.attributes["messaging.message.conversation_id"]: s for s in exporter.get_finished_spans()
+    }  # type: ignore[index]
+    late_span, aborted_span = by_cid[late.correlation_id], by_cid[aborted.correlation_id]
+    assert late_span.attributes is not None and aborted_span.attributes is not None
+    assert late_span.attributes["error.type"] == "DEADLINE_EXCEEDED"
+    assert late_span.status.status_code is StatusCode.ERROR
+    assert aborted_span.attributes["error.type"] == "CANCELLED"
+    assert aborted_span.status.status_code is StatusCode.UNSET
+
+
+async def test_publish_spans_and_trace_context_in_published_meta(spans: Any) -> None:
+    from wskit.core.testing import Harness
+
+    provider, exporter = spans
+    router = _router(provider)
+    pubsub = FakePubSub(router, PublishResult.success("exact", 3))
+    router.set_pubsub(pubsub)
+    async with Harness(router) as h:
+        conn = await h.connect()
+        conn.send(Shout, {}, meta={"traceparent": TRACEPARENT})
+        await h.flush()
+        pubsub.result = PublishResult.failure("ADAPTER_ERROR")
+        await router.publish("room:2", Ping, {"n": 3})  # outside any handler: a new trace
+    finished = exporter.get_finished_spans()
+    assert [s.name for s in finished] == ["publish room:1", "process SHOUT", "publish room:2"]
+    publish, shout, background = finished
+    assert publish.kind is SpanKind.PRODUCER
+    assert publish.parent is not None and publish.parent.span_id == shout.context.span_id
+    assert publish.context.trace_id == shout.context.trace_id
+    assert dict(publish.attributes or {}) == {
+        "messaging.system": "wskit",
+        "messaging.operation.type": "send",
+        "messaging.operation.name": "publish",
+        "messaging.destination.name": "room:1",
+        "wskit.message.type": "PING",
+        "wskit.publish.matched": 3,
+    }
+    # The published message carries the publish span's context...
+    first, own, third = pubsub.metas
+    assert first == {
+        "traceparent": f"00-{TRACE_ID}-{_hex(publish.context.span_id, 16)}-01",
+    }
+    # ...unless the publisher set one itself.
+    assert own == {"traceparent": TRACEPARENT}
+    assert background.parent is None
+    assert background.attributes is not None
+    assert background.attributes["error.type"] == "ADAPTER_ERROR"
+    assert background.status.status_code is StatusCode.ERROR
+    assert third is not None
+    _version, trace_id, span_id, flags = third["traceparent"].split("-")
+    assert trace_id == _hex(background.context.trace_id, 32)
+    assert span_id == _hex(background.context.span_id, 16)
+    assert int(flags, 16) & 1  # sampled
+
+
+async def test_sampled_out_traces_still_propagate_the_decision() -> None:
+    from wskit.core.testing import Harness
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    router = _router(provider)
+    pubsub = FakePubSub(router, PublishResult.success("exact", 1))
+    router.set_pubsub(pubsub)
+    unsampled = f"00-{TRACE_ID}-{PARENT_ID}-00"
+    async with Harness(router) as h:
+        conn = await h.connect()
+        conn.send(Shout, {}, meta={"traceparent": unsampled})
+        await h.flush()
+    assert exporter.get_finished_spans() == ()
+    meta = pubsub.metas[0]
+    assert meta is not None
+    version, trace_id, _span_id, flags = meta["traceparent"].split("-")
+    assert (version, trace_id, flags) == ("00", TRACE_ID, "00")
+
+
+async def test_publish_propagation_can_be_off(spans: Any) -> None:
+    from wskit.core.testing import Harness
+
+    provider, exporter = spans
+    router = _router(provider, propagate_publish=False)
+    pubsub = FakePubSub(router, PublishResult.success("exact", 1))
+    router.set_pubsub(pubsub)
+    async with Harness(router) as h:
+        conn = await h.connect()
+        conn.send(Shout, {})
+        await h.flush()
+    assert pubsub.metas == [None, {"traceparent": TRACEPARENT}]
+    assert [s.name for s in exporter.get_finished_spans()] == ["process SHOUT"]
+
+
+async def test_unreported_publish_spans_are_bounded(spans: Any) -> None:
+    from wskit.middleware import tracing
+
+    provider, exporter = spans
+    plugin = with_tracing(tracer_provider=provider)
+    for i in range(tracing._MAX_PENDING + 5):
+        plugin._publish_hook(f"t{i}", Ping, None)
+    assert len(plugin._pending) == tracing._MAX_PENDING
+    ended = [s.name for s in exporter.get_finished_spans()]
+    assert ended == [f"publish t{i}" for i in range(5)]  # the oldest, ended when evicted
