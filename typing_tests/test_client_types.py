@@ -62,3 +62,26 @@ async def check(client: Client) -> None:
     assert_type(stream, Stream[Joined])
     async for msg in stream:
         assert_type(msg.payload, Joined)
+
+
+async def check_follow(client: Client) -> None:
+    from typing import Any
+
+    from wskit.client import FollowState, TopicFollow
+    from wskit.core import StreamPosition, TopicStatus
+
+    def on_status(status: TopicStatus) -> None:
+        assert_type(status.gap, bool)
+
+    def subscribe(since: dict[str, Any] | None) -> SendStatus:
+        return client.send(Join, payload={"room_id": "r"})
+
+    feed = client.follow("feed:a", subscribe, on_status=on_status)
+    assert_type(feed, TopicFollow)
+    assert_type(feed.status, FollowState)
+    assert_type(feed.position, StreamPosition | None)
+    assert_type(feed.since, dict[str, Any] | None)
+    msg: Message[Joined] | None = None
+    if msg is not None:
+        assert_type(msg.position, StreamPosition | None)
+        assert_type(msg.topic, str | None)

@@ -73,3 +73,11 @@ async def call_form(ctx: MessageContext[JoinRoom, Session]) -> None:
 
 
 router.on(Join, call_form)
+
+
+async def follow(ctx: MessageContext[JoinRoom, Session]) -> None:
+    from wskit.core import TopicStatus
+
+    status = await ctx.topics.subscribe(f"room:{ctx.payload.room_id}", since=None)
+    assert_type(status, TopicStatus)
+    assert_type(status.recovered, bool)

@@ -27,8 +27,9 @@ The load generator runs in another process pinned to CPU 1: a minimal asyncio
 WebSocket client (prebuilt masked frames, header-only parsing) on uvloop when it is
 installed. Its own CPU use is printed: a generator near 100% of its core would
 compress the ratios toward 1. Each (server, workload) pair runs ``--runs`` times on
-a fresh server; the median is reported. Ratios compare wskit with ``raw`` on the
-same event loop: throughput (higher is better) and server CPU µs per operation.
+a fresh server, the servers interleaved; the median is reported, with every run's
+figure. Ratios compare wskit with ``raw`` on the same event loop: throughput (higher is
+better) and server CPU µs per operation (lower is better).
 """
 
 from __future__ import annotations
@@ -609,10 +610,14 @@ def main() -> None:
         print(f"\n== event loop: {loop_kind}")
         results: dict[tuple[str, str], tuple[float, float, float, list[float]]] = {}
         for workload in [w for w in workloads if w != "idle"]:
+            # Interleaved (raw, wskit-pydantic, wskit-attrs, raw, ...) so that load from
+            # elsewhere on the machine falls on every server alike.
+            measured: dict[str, list[tuple[float, float, float]]] = {k: [] for k in servers}
+            for _ in range(args.runs):
+                for kind in servers:
+                    measured[kind].append(run_load(kind, loop_kind, workload, args.duration))
             for kind in servers:
-                runs = [
-                    run_load(kind, loop_kind, workload, args.duration) for _ in range(args.runs)
-                ]
+                runs = measured[kind]
                 rates = [r[0] for r in runs]
                 results[kind, workload] = (
                     statistics.median(rates),

@@ -35,3 +35,20 @@ class TestInProcessBrokerConformance(DistributedAdapterConformance):
     @pytest.fixture
     def backend_outage(self, broker: InProcessBroker) -> BackendOutage:
         return BackendOutage(stop=broker.stop, start=broker.start)
+
+
+class TestInProcessBrokerHistoryConformance(DistributedAdapterConformance):
+    """The history cases of the distributed suite against the fake broker, whose
+    outage loses the history (a new epoch), like Redis without persistence."""
+
+    @pytest.fixture
+    def broker(self) -> InProcessBroker:
+        return InProcessBroker(history=True, lose_history=True)
+
+    @pytest.fixture
+    def make_adapter(self, broker: InProcessBroker) -> AdapterFactory:
+        return broker.adapter
+
+    @pytest.fixture
+    def backend_outage(self, broker: InProcessBroker) -> BackendOutage:
+        return BackendOutage(stop=broker.stop, start=broker.start)

@@ -66,19 +66,14 @@ def text_frame(frame: str) -> bytes:
 
 class WriteCoalescer:
     """Writes what connections collected during one loop iteration, once per
-    connection, in a single callback scheduled at the first collected frame."""
+    connection, in a single callback that the first collected frame schedules
+    (``AiohttpTransport.send_nowait`` registers itself here)."""
 
     __slots__ = ("_dirty", "_scheduled")
 
     def __init__(self) -> None:
         self._dirty: list[AiohttpTransport] = []
         self._scheduled = False
-
-    def mark(self, transport: AiohttpTransport) -> None:
-        self._dirty.append(transport)
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush_all)
 
     def _flush_all(self) -> None:
         self._scheduled = False
@@ -167,32 +162,32 @@ class AiohttpTransport:
         size = self._pending_size
         if socket.get_write_buffer_size() + size + 4 * len(frame) >= _FAST_SEND_BYTES:
             return False  # may reach the drain wait: the pump's path
-        data = text_frame(frame)
+        last = _last_frame
+        data: bytes = last[1] if last[0] is frame else text_frame(frame)  # fan-out: framed once
         if size:
-            assert self._pending is not None
-            self._pending.append(data)
+            self._pending.append(data)  # type: ignore[union-attr]
         else:
             self._pending = [data]
-            self._coalescer.mark(self)
+            coalescer = self._coalescer
+            coalescer._dirty.append(self)
+            if not coalescer._scheduled:
+                coalescer._scheduled = True
+                asyncio.get_running_loop().call_soon(coalescer._flush_all)
         self._pending_size = size + len(data)
         return True
 
     def flush(self) -> None:
         """Write what was collected, in one ``transport.write``."""
         pending = self._pending
-        if not pending:
+        if pending is None:
             return
-        data = pending[0] if len(pending) == 1 else b"".join(pending)
         self._pending = None
         self._pending_size = 0
-        socket = self._socket
-        if socket is None or socket.is_closing():
-            return  # the connection is going away; its close is handled elsewhere
         try:
-            socket.write(data)
+            self._socket.write(pending[0] if len(pending) == 1 else b"".join(pending))
         except Exception as exc:  # a broken socket: end the connection
             _log.debug("wskit: write failed: %r", exc)
-            socket.abort()
+            self._socket.abort()
 
     async def send(self, frame: str) -> None:
         self.flush()

@@ -18,6 +18,7 @@ See ``docs/client.md``.
 """
 
 from wskit.client._client import Call, Client, ClientState, QueuePolicy, Stream, create_client
+from wskit.client._follow import FollowState, SubscribeFn, TopicFollow
 from wskit.client._message import ClientErrorInfo, Compat, ErrorKind, Message, SendStatus
 from wskit.client.auth import AuthOptions, TokenProvider, apply_token
 from wskit.client.backoff import Jitter, ReconnectOptions, backoff_delay
@@ -39,6 +40,7 @@ __all__ = [
     "Compat",
     "ConnectError",
     "ErrorKind",
+    "FollowState",
     "Jitter",
     "Message",
     "QueueOverflowError",
@@ -50,7 +52,9 @@ __all__ = [
     "ServerError",
     "StateError",
     "Stream",
+    "SubscribeFn",
     "TokenProvider",
+    "TopicFollow",
     "apply_token",
     "backoff_delay",
     "create_client",

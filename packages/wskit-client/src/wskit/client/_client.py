@@ -18,6 +18,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.typing import Subprotocol
 
+from wskit.client._follow import SubscribeFn, TopicFollow, parse_position
 from wskit.client._message import (
     ClientErrorInfo,
     Compat,
@@ -49,6 +50,7 @@ from wskit.core.errors import (
     RpcError,
     ValidationError,
 )
+from wskit.core.pubsub import TOPIC_POSITION, TOPIC_STATUS, StreamPosition, TopicStatus
 from wskit.core.schema import MessageSchema, RpcSchema
 from wskit.core.validation import validate_envelope
 
@@ -459,6 +461,7 @@ class Client:
         self._sweep_timer: TimerHandle | None = None
         self._sweep_due: float | None = None
         self._abandoned: dict[str, None] = {}
+        self._follows: dict[str, TopicFollow] = {}
         self.close_code: int | None = None
         self.close_reason = ""
 
@@ -719,6 +722,8 @@ class Client:
             if not waiter.done():
                 waiter.set_result(None)
         self._abandoned.clear()
+        for follow in tuple(self._follows.values()):  # resume where each one stopped
+            follow._resubscribe()
         loop = asyncio.get_running_loop()
         reader = loop.create_task(self._read_loop(ws))
         writer = loop.create_task(self._write_loop(ws))
@@ -840,6 +845,28 @@ class Client:
             self._report(exc, ClientErrorInfo("parse", None, frame))
             return
         message_type: str = obj["type"]
+        if message_type == TOPIC_STATUS and self._on_topic_status(obj):
+            return
+        topic: str | None = None
+        position: StreamPosition | None = None
+        meta = obj.get("meta")
+        if type(meta) is dict and TOPIC_POSITION in meta:
+            # A topic with history: the position is the client's, not the schema's.
+            raw = meta[TOPIC_POSITION]
+            obj["meta"] = {k: v for k, v in meta.items() if k != TOPIC_POSITION}
+            try:
+                topic, position = parse_position(raw)
+            except ValueError as exc:
+                issues = [Issue(["meta", TOPIC_POSITION], str(exc))]
+                self._report(
+                    ValidationError(f"Invalid {message_type} message", issues),
+                    ClientErrorInfo("validation", message_type, issues),
+                )
+            else:
+                follow = self._follows.get(topic)
+                if follow is not None and not follow._on_message(position):
+                    _log.debug("wskit.client: dropping a message seen already: %s", position)
+                    return
         if self._pending:
             meta = obj.get("meta")
             if type(meta) is dict:
@@ -852,9 +879,26 @@ class Client:
         routes = self._routes.get(message_type)
         if routes:
             for route in tuple(routes):
-                self._dispatch(route, obj)
+                self._dispatch(route, obj, topic, position)
             return
         self._on_unrouted(message_type, obj)
+
+    def _on_topic_status(self, obj: dict[str, Any]) -> bool:
+        """A ``$ws:topic-status`` frame: ``True`` when a followed topic took it."""
+        try:
+            status = TopicStatus.from_payload(obj.get("payload"))
+        except ValueError as exc:
+            issues = [Issue(["payload"], str(exc))]
+            self._report(
+                ValidationError(f"Invalid {TOPIC_STATUS} message", issues),
+                ClientErrorInfo("validation", TOPIC_STATUS, issues),
+            )
+            return True
+        follow = self._follows.get(status.topic)
+        if follow is None:
+            return False  # to on_unhandled, if set
+        follow._on_status(status)
+        return True
 
     def _on_unrouted(self, message_type: str, obj: dict[str, Any]) -> None:
         """A frame no request and no handler takes."""
@@ -887,7 +931,13 @@ class Client:
             ClientErrorInfo("unmatched", message_type, obj),
         )
 
-    def _dispatch(self, route: _Route, obj: dict[str, Any]) -> None:
+    def _dispatch(
+        self,
+        route: _Route,
+        obj: dict[str, Any],
+        topic: str | None = None,
+        position: StreamPosition | None = None,
+    ) -> None:
         schema = route.schema
         try:
             payload, meta = validate_envelope(schema, obj)
@@ -898,7 +948,7 @@ class Client:
             err = _unvalidatable(schema.type, exc)
             self._report(err, ClientErrorInfo("validation", schema.type, err.issues))
             return
-        msg: Message[Any] = Message(schema.type, meta, payload)
+        msg: Message[Any] = Message(schema.type, meta, payload, topic, position)
         for handler in tuple(route.handlers):
             if handler.once:
                 if handler not in route.handlers:
@@ -1039,6 +1089,49 @@ class Client:
         """``callback(exc, info)`` for errors no caller can see (see :class:`ClientErrorInfo`)."""
         self._error_callbacks.append(callback)
         return lambda: _remove(self._error_callbacks, callback)
+
+    def follow(
+        self,
+        topic: str,
+        subscribe: SubscribeFn,
+        *,
+        since: StreamPosition | Mapping[str, Any] | None = None,
+        on_status: Callable[[TopicStatus], Any] | None = None,
+    ) -> TopicFollow:
+        """Follow a topic with history across reconnects.
+
+        ``subscribe(since)`` sends your own subscribe message (for example
+        ``lambda since: client.send(Join, payload={"room": "r1", "since": since})``,
+        whose handler calls ``ctx.topics.subscribe(topic, since=...)``). It is
+        called now if the client is open, and on every (re)connect, with the
+        position of the last message received on ``topic`` (``None`` the first
+        time, or ``since`` when given: a position saved earlier). The server
+        then replays what was missed. Messages seen already are dropped.
+
+        ``on_status(status)`` (or :meth:`TopicFollow.on_status`) gets each
+        :class:`~wskit.core.pubsub.TopicStatus`: ``recovered`` (nothing lost),
+        ``gap`` (lost for good: reload; ``reason`` says why), ``subscribed``.
+        """
+        if not isinstance(topic, str) or not topic:
+            raise ValueError("topic must be a non-empty string")
+        if topic in self._follows:
+            raise StateError(f"topic {topic!r} is followed already")
+        position = StreamPosition.parse(since) if since is not None else None
+        follow = TopicFollow(self, topic, subscribe, position)
+        if on_status is not None:
+            follow.on_status(on_status)
+        self._follows[topic] = follow
+        if self._state == "open":
+            follow._resubscribe()
+        return follow
+
+    def followed(self, topic: str) -> TopicFollow | None:
+        """The :class:`TopicFollow` of ``topic``, if it is followed."""
+        return self._follows.get(topic)
+
+    def _unfollow(self, follow: TopicFollow) -> None:
+        if self._follows.get(follow.topic) is follow:
+            del self._follows[follow.topic]
 
     def _add_handler(
         self, schema: MessageSchema[Any], fn: Callable[[Message[Any]], Any], *, once: bool

@@ -12,6 +12,7 @@ from typing import Any, Final, Generic, Literal, TypeVar
 from wskit.client.errors import ServerError
 from wskit.core.envelope import ERROR, STANDARD_META_KEYS, dumps
 from wskit.core.errors import Issue, RpcError, ValidationError
+from wskit.core.pubsub import StreamPosition
 from wskit.core.schema import MessageSchema
 
 __all__ = ["ClientErrorInfo", "Compat", "ErrorKind", "Message", "SendStatus"]
@@ -43,12 +44,17 @@ class Message(Generic[P]):
     """A validated inbound message: what handlers, streams and ``Call.reply()`` get.
 
     ``payload`` is the schema's payload type (a model instance for model-form
-    schemas, ``None`` for schemas without a payload).
+    schemas, ``None`` for schemas without a payload). A message published on a
+    topic with history names its ``topic`` and its ``position`` there (from
+    ``meta.topicPosition``, which is taken out of ``meta``); both are ``None``
+    otherwise.
     """
 
     type: str
     meta: dict[str, Any]
     payload: P
+    topic: str | None = None
+    position: StreamPosition | None = None
 
 
 @dataclass(frozen=True, slots=True)

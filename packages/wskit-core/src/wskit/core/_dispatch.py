@@ -91,7 +91,30 @@ async def handle_frame(conn: Connection[Any], received_at: float, item: InboundI
             await conn._report(item, item.message_type, None)
             return
         message_type = item["type"]
-        await _route(conn, received_at, item)
+        router = conn.router
+        route = router._routes.get(message_type)
+        if route is None:
+            await _no_route(conn, item, message_type)
+            return
+        schema = route.schema
+        try:
+            payload, meta = validate_envelope(schema, item)
+        except ValidationError as exc:
+            cid = correlation_id(item)
+            kind = RPC_ERROR if (route.is_rpc and cid is not None) else ERROR
+            conn.send_error(kind, exc.code, exc.message, exc.details, correlation_id=cid)
+            await conn._report(exc, message_type, None)
+            return
+        chain = route.chain if route.chain is not None else router._build_chain(route)
+        if route.is_rpc:
+            await _dispatch_rpc(conn, route, chain, payload, meta, received_at)
+            return
+        ctx: MessageContext[Any, Any] = MessageContext(conn, schema, payload, meta, received_at)
+        try:
+            await chain(ctx)
+        except Exception as exc:  # the handler or a middleware failed
+            _answer_handler_error(conn, ERROR, exc, meta.get("correlationId"))
+            await conn._report(exc, message_type, ctx)
     except asyncio.CancelledError:
         raise
     except Exception as exc:
@@ -104,34 +127,6 @@ async def handle_frame(conn: Connection[Any], received_at: float, item: InboundI
                 kind = RPC_ERROR
         conn.send_error(kind, ErrorCode.INTERNAL, _internal_message(conn, exc), correlation_id=cid)
         await conn._report(exc, message_type, None)
-
-
-async def _route(conn: Connection[Any], received_at: float, item: dict[str, Any]) -> None:
-    router = conn.router
-    message_type: str = item["type"]
-    route = router._routes.get(message_type)
-    if route is None:
-        await _no_route(conn, item, message_type)
-        return
-    schema = route.schema
-    try:
-        payload, meta = validate_envelope(schema, item)
-    except ValidationError as exc:
-        cid = correlation_id(item)
-        kind = RPC_ERROR if (route.is_rpc and cid is not None) else ERROR
-        conn.send_error(kind, exc.code, exc.message, exc.details, correlation_id=cid)
-        await conn._report(exc, message_type, None)
-        return
-    chain = route.chain if route.chain is not None else router._build_chain(route)
-    if route.is_rpc:
-        await _dispatch_rpc(conn, route, chain, payload, meta, received_at)
-        return
-    ctx: MessageContext[Any, Any] = MessageContext(conn, schema, payload, meta, received_at)
-    try:
-        await chain(ctx)
-    except Exception as exc:
-        _answer_handler_error(conn, ERROR, exc, meta.get("correlationId"))
-        await conn._report(exc, message_type, ctx)
 
 
 async def _dispatch_rpc(

@@ -172,7 +172,7 @@ class Outbox:
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
-        elif self._transport is not None:
+        elif self._transport is not None and self._items:
             pump = self._pump_task
             if pump is None or pump.done():
                 self._start_pump()
@@ -221,12 +221,6 @@ class Outbox:
         pump = self._pump_task
         if pump is not None and not pump.done():
             await asyncio.wait((pump,))
-
-    def detach(self) -> None:
-        self._transport = None
-        self._direct = None
-        self._flush = None
-        self._pump_busy = True
 
     # ------------------------------------------------------------ pump mode
 

@@ -181,8 +181,13 @@ def decode_frame(frame: str | bytes | bytearray | memoryview) -> dict[str, Any]:
         raise _invalid("not valid JSON") from None
     if type(obj) is not dict:
         raise _invalid("expected a JSON object")
-    # A frame with fewer brackets than the limit cannot nest deeper than it.
-    if frame.count("[") + frame.count("{") > MAX_JSON_DEPTH and _too_deep(obj):
+    # A frame with fewer brackets than the limit cannot nest deeper than it (and a
+    # short frame cannot hold that many).
+    if (
+        len(frame) > 2 * MAX_JSON_DEPTH
+        and frame.count("[") + frame.count("{") > MAX_JSON_DEPTH
+        and _too_deep(obj)
+    ):
         raise _invalid(_TOO_DEEP)
     message_type = obj.get("type")
     if type(message_type) is not str or not message_type:

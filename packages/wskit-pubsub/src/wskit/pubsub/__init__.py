@@ -31,7 +31,15 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, Final
 
-from wskit.core.pubsub import PUBLISH_ERROR_RETRYABLE, PublishRecord, PublishResult
+from wskit.core.pubsub import (
+    PUBLISH_ERROR_RETRYABLE,
+    TOPIC_POSITION,
+    TOPIC_STATUS,
+    PublishRecord,
+    PublishResult,
+    StreamPosition,
+    TopicStatus,
+)
 from wskit.pubsub._provider import (
     AuthorizeHook,
     ConnectionTopics,
@@ -45,10 +53,13 @@ from wskit.pubsub.adapter import (
     EXCLUDE_CLIENT_ID,
     DeliverFn,
     DistributedPubSubAdapter,
+    HistoryPage,
+    HistoryPubSubAdapter,
     PublishEnvelope,
     PubSubAdapter,
 )
 from wskit.pubsub.errors import WIRE_CODES, BackendUnavailable, PubSubError, PubSubErrorCode
+from wskit.pubsub.history import DEFAULT_HISTORY_SIZE, HistoryPolicy, HistorySpec
 from wskit.pubsub.memory import MemoryPubSub
 from wskit.pubsub.rules import DEFAULT_TOPIC_MAX_LENGTH, DEFAULT_TOPIC_PATTERN, TopicRules
 
@@ -56,16 +67,23 @@ if TYPE_CHECKING:
     from wskit.core.router import Router
 
 __all__ = [
+    "DEFAULT_HISTORY_SIZE",
     "DEFAULT_TOPIC_MAX_LENGTH",
     "DEFAULT_TOPIC_PATTERN",
     "EXCLUDE_CLIENT_ID",
     "PUBLISH_ERROR_RETRYABLE",
+    "TOPIC_POSITION",
+    "TOPIC_STATUS",
     "WIRE_CODES",
     "AuthorizeHook",
     "BackendUnavailable",
     "ConnectionTopics",
     "DeliverFn",
     "DistributedPubSubAdapter",
+    "HistoryPage",
+    "HistoryPolicy",
+    "HistoryPubSubAdapter",
+    "HistorySpec",
     "MemoryPubSub",
     "NormalizeHook",
     "PubSub",
@@ -75,8 +93,10 @@ __all__ = [
     "PublishEnvelope",
     "PublishRecord",
     "PublishResult",
+    "StreamPosition",
     "TopicHook",
     "TopicRules",
+    "TopicStatus",
     "TopicsView",
     "get_pubsub",
     "memory_pubsub",
@@ -114,6 +134,7 @@ def with_pubsub(
     authorize_publish: AuthorizeHook | None = None,
     on_subscribe: TopicHook | None = None,
     on_unsubscribe: TopicHook | None = None,
+    history: HistorySpec | None = None,
 ) -> _WithPubSub:
     """The pub/sub plugin: ``create_router().plugin(with_pubsub(...))``.
 
@@ -130,6 +151,12 @@ def with_pubsub(
       ``authorize_publish`` does not run for ``router.publish`` (server code).
     - ``on_subscribe(topic, connection)`` / ``on_unsubscribe(...)``: run after a
       committed change; failures go to ``on_error``, nothing is rolled back.
+    - ``history``: topics that keep their recent messages, e.g.
+      ``{"feed:*": HistoryPolicy(max_messages=1000)}`` (glob or compiled regex
+      patterns, first match wins) or a function ``topic -> HistoryPolicy | None``.
+      Their messages carry ``meta.topicPosition`` and ``ctx.topics.subscribe(t,
+      since=position)`` replays what a client missed (see ``docs/history.md``).
+      The adapter must keep history (``MemoryPubSub``, ``RedisPubSub``).
     """
     return _WithPubSub(
         adapter,
@@ -141,5 +168,6 @@ def with_pubsub(
             "authorize_publish": authorize_publish,
             "on_subscribe": on_subscribe,
             "on_unsubscribe": on_unsubscribe,
+            "history": history,
         },
     )

@@ -45,19 +45,23 @@ Rules every adapter follows (checked by :mod:`wskit.pubsub.testing`):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from wskit.core.envelope import dumps, encode_envelope
+from wskit.core.pubsub import TOPIC_POSITION, StreamPosition
 
 if TYPE_CHECKING:
     from wskit.core.pubsub import PublishResult
+    from wskit.pubsub.history import HistoryPolicy
 
 __all__ = [
     "EXCLUDE_CLIENT_ID",
     "DeliverFn",
     "DistributedPubSubAdapter",
+    "HistoryPage",
+    "HistoryPubSubAdapter",
     "PubSubAdapter",
     "PublishEnvelope",
 ]
@@ -66,39 +70,156 @@ __all__ = [
 EXCLUDE_CLIENT_ID = "excludeClientId"
 
 
-@dataclass(frozen=True, slots=True)
 class PublishEnvelope:
-    """One published message on its way to subscribers.
+    """One published message on its way to subscribers (immutable).
 
     ``type``/``meta``/``payload`` are the outbound message in wire form
     (JSON-compatible, already validated); ``frame`` is that message serialized
-    once, exactly as every subscriber receives it (computed when not given).
-    ``exclude_client_id`` names a client that must not receive it (the sender,
-    with ``exclude_self``). ``partition_key`` is an ordering hint for brokers
-    that shard; it is not sent to clients.
+    once, exactly as every subscriber receives it (computed on first use when
+    not given, so an envelope that only crosses a broker is never serialized
+    as a frame). ``exclude_client_id`` names a client that must not receive it
+    (the sender, with ``exclude_self``). ``partition_key`` is an ordering hint
+    for brokers that shard; it is not sent to clients.
+
+    On a topic with history, ``history`` is the topic's
+    :class:`~wskit.pubsub.HistoryPolicy` (what the adapter must keep; set by
+    the plugin on publish, never sent anywhere) and ``position`` the message's
+    place in the history once the adapter assigned it: the frame then carries
+    it as ``meta.topicPosition`` (see :meth:`at`).
     """
+
+    __slots__ = (
+        "_at",
+        "_frame",
+        "exclude_client_id",
+        "has_payload",
+        "history",
+        "meta",
+        "partition_key",
+        "payload",
+        "position",
+        "topic",
+        "type",
+    )
 
     topic: str
     type: str
     meta: Mapping[str, Any]
-    payload: Any = None
-    has_payload: bool = True
-    exclude_client_id: str | None = None
-    partition_key: str | None = None
-    frame: str = field(default="", compare=False)
+    payload: Any
+    has_payload: bool
+    exclude_client_id: str | None
+    partition_key: str | None
+    position: StreamPosition | None
+    history: HistoryPolicy | None
+    _frame: str
+    _at: tuple[StreamPosition, PublishEnvelope] | None
 
-    def __post_init__(self) -> None:
-        if not self.frame:
-            object.__setattr__(
-                self,
-                "frame",
-                encode_envelope(self.type, self.meta, self.payload, has_payload=self.has_payload),
-            )
+    def __init__(
+        self,
+        topic: str,
+        type: str,
+        meta: Mapping[str, Any],
+        payload: Any = None,
+        has_payload: bool = True,
+        exclude_client_id: str | None = None,
+        partition_key: str | None = None,
+        frame: str = "",
+        *,
+        position: StreamPosition | None = None,
+        history: HistoryPolicy | None = None,
+    ) -> None:
+        init = object.__setattr__
+        init(self, "topic", topic)
+        init(self, "type", type)
+        init(self, "meta", meta)
+        init(self, "payload", payload)
+        init(self, "has_payload", has_payload)
+        init(self, "exclude_client_id", exclude_client_id)
+        init(self, "partition_key", partition_key)
+        init(self, "position", position)
+        init(self, "history", history)
+        init(self, "_frame", frame)
+        init(self, "_at", None)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"PublishEnvelope is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"PublishEnvelope is immutable: cannot delete {name!r}")
+
+    def _key(self) -> tuple[Any, ...]:
+        return (
+            self.topic,
+            self.type,
+            self.meta,
+            self.payload,
+            self.has_payload,
+            self.exclude_client_id,
+            self.partition_key,
+            self.position,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not PublishEnvelope:
+            return NotImplemented
+        return self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]  # meta is a mapping
+
+    def __repr__(self) -> str:
+        return (
+            f"PublishEnvelope(topic={self.topic!r}, type={self.type!r}, meta={self.meta!r}, "
+            f"payload={self.payload!r}, has_payload={self.has_payload!r}, "
+            f"exclude_client_id={self.exclude_client_id!r}, "
+            f"partition_key={self.partition_key!r}, position={self.position!r})"
+        )
+
+    @property
+    def frame(self) -> str:
+        """The message as every subscriber receives it, serialized once."""
+        frame = self._frame
+        if not frame:
+            meta = self.meta
+            position = self.position
+            if position is not None:
+                meta = {
+                    **meta,
+                    TOPIC_POSITION: {
+                        "topic": self.topic,
+                        "epoch": position.epoch,
+                        "offset": position.offset,
+                    },
+                }
+            frame = encode_envelope(self.type, meta, self.payload, has_payload=self.has_payload)
+            object.__setattr__(self, "_frame", frame)
+        return frame
+
+    def at(self, position: StreamPosition) -> PublishEnvelope:
+        """This message at ``position`` in its topic's history: an envelope
+        whose frame carries ``meta.topicPosition``. Asking twice for the same
+        position returns the same envelope (its frame is serialized once)."""
+        cached = self._at
+        if cached is not None and cached[0] == position:
+            return cached[1]
+        positioned = PublishEnvelope(
+            self.topic,
+            self.type,
+            self.meta,
+            self.payload,
+            self.has_payload,
+            self.exclude_client_id,
+            self.partition_key,
+            position=position,
+            history=self.history,
+        )
+        object.__setattr__(self, "_at", (position, positioned))
+        return positioned
 
     def to_dict(self) -> dict[str, Any]:
         """The broker wire form, shaped like WS-Kit TS's envelope:
         ``{"topic", "type", "meta"?, "payload"?}`` with the excluded sender in
-        ``meta.excludeClientId`` and the partition key in ``partitionKey``."""
+        ``meta.excludeClientId`` and the partition key in ``partitionKey``
+        (the position and the history policy are not part of it)."""
         out: dict[str, Any] = {"topic": self.topic, "type": self.type}
         meta = dict(self.meta)
         if self.exclude_client_id is not None:
@@ -116,9 +237,11 @@ class PublishEnvelope:
         return dumps(self.to_dict())
 
     @classmethod
-    def from_dict(cls, obj: Mapping[str, Any]) -> PublishEnvelope:
-        """Rebuild an envelope from :meth:`to_dict`'s form; raises ``ValueError``
-        when the shape is wrong."""
+    def from_dict(
+        cls, obj: Mapping[str, Any], *, position: StreamPosition | None = None
+    ) -> PublishEnvelope:
+        """Rebuild an envelope from :meth:`to_dict`'s form (at ``position`` when
+        given); raises ``ValueError`` when the shape is wrong."""
         topic = obj.get("topic")
         message_type = obj.get("type")
         meta = obj.get("meta", {})
@@ -139,17 +262,38 @@ class PublishEnvelope:
             has_payload="payload" in obj,
             exclude_client_id=exclude if type(exclude) is str else None,
             partition_key=partition_key if type(partition_key) is str else None,
+            position=position,
         )
 
     @classmethod
-    def from_json(cls, data: str | bytes) -> PublishEnvelope:
+    def from_json(
+        cls, data: str | bytes, *, position: StreamPosition | None = None
+    ) -> PublishEnvelope:
         """Parse :meth:`to_json`'s output; raises ``ValueError`` on bad input."""
         import json
 
         obj = json.loads(data)
         if not isinstance(obj, dict):
             raise ValueError("envelope: expected a JSON object")
-        return cls.from_dict(obj)
+        return cls.from_dict(obj, position=position)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """What :meth:`HistoryPubSubAdapter.read_history` returns for one topic.
+
+    ``epoch`` is the topic's current epoch (created by the read when the topic
+    had none), ``top`` its newest offset (0 before the first publish), ``first``
+    the oldest offset still kept (``top + 1`` when nothing is kept).
+    ``entries`` are positioned envelopes with offsets above the position
+    asked for, oldest first, at most ``limit`` of them; empty when the position
+    belongs to another epoch.
+    """
+
+    epoch: str
+    top: int
+    first: int
+    entries: Sequence[PublishEnvelope] = ()
 
 
 #: The plugin's local fan-out, handed to :meth:`DistributedPubSubAdapter.start`:
@@ -189,4 +333,32 @@ class DistributedPubSubAdapter(PubSubAdapter, Protocol):
 
     async def close(self) -> None:
         """Stop receiving and release connections (idempotent)."""
+        ...
+
+
+@runtime_checkable
+class HistoryPubSubAdapter(PubSubAdapter, Protocol):
+    """An adapter that keeps per-topic history (``with_pubsub(history=...)``).
+
+    ``publish(envelope)`` with ``envelope.history`` set appends the message to
+    the topic's history: it gets the next offset in the topic's epoch
+    (creating the epoch on first use), the oldest entries beyond the policy's
+    bounds are dropped, and the result carries ``position``. A local adapter
+    returns that position and the plugin delivers ``envelope.at(position)``;
+    a distributed adapter hands every instance the positioned envelope, in
+    offset order, once, and after losing its broker connection fills the gap
+    from the history before delivering newer messages (a gap it cannot fill
+    is passed on as it is: the plugin tells the subscribers).
+    """
+
+    async def read_history(
+        self,
+        topic: str,
+        since: StreamPosition | None,
+        *,
+        limit: int,
+        policy: HistoryPolicy,
+    ) -> HistoryPage:
+        """The topic's epoch and bounds, and up to ``limit`` entries after
+        ``since`` when ``since`` is in the current epoch."""
         ...

@@ -35,6 +35,7 @@ PubSubErrorCode = Literal[
     "TOPIC_LIMIT_EXCEEDED",
     "CONNECTION_CLOSED",
     "ADAPTER_ERROR",
+    "INVALID_POSITION",
 ]
 
 #: The wire code a client sees for each pub/sub code.
@@ -44,6 +45,7 @@ WIRE_CODES: Final[Mapping[str, str]] = {
     "TOPIC_LIMIT_EXCEEDED": ErrorCode.RESOURCE_EXHAUSTED,
     "CONNECTION_CLOSED": ErrorCode.FAILED_PRECONDITION,
     "ADAPTER_ERROR": ErrorCode.UNAVAILABLE,
+    "INVALID_POSITION": ErrorCode.INVALID_ARGUMENT,
 }
 
 _RETRYABLE: Final[Mapping[str, bool]] = {
@@ -53,6 +55,7 @@ _RETRYABLE: Final[Mapping[str, bool]] = {
     "TOPIC_LIMIT_EXCEEDED": False,
     "CONNECTION_CLOSED": False,
     "ADAPTER_ERROR": True,
+    "INVALID_POSITION": False,
 }
 
 
@@ -60,7 +63,8 @@ class PubSubError(RpcError):
     """A subscription change was refused.
 
     ``pubsub_code`` is one of ``ACL_SUBSCRIBE``, ``INVALID_TOPIC``,
-    ``TOPIC_LIMIT_EXCEEDED``, ``CONNECTION_CLOSED``, ``ADAPTER_ERROR`` (custom
+    ``TOPIC_LIMIT_EXCEEDED``, ``CONNECTION_CLOSED``, ``ADAPTER_ERROR``,
+    ``INVALID_POSITION`` (a malformed ``since`` to resume from) (custom
     codes are allowed and map to ``INTERNAL`` on the wire). ``code`` is the
     wire code (see :data:`WIRE_CODES`), as for every ``RpcError``.
     ``details`` carries the specifics (``reason``, ``topic``, ``limit``...);

@@ -23,6 +23,13 @@ are awaited (up to ``delivery_timeout`` seconds, never by sleeping) and
 "exactly once" is proven by publishing a marker message afterwards on the same
 topic and channel order. Local adapters must report exact counts.
 
+Adapters that keep topic history (a ``read_history`` method, see
+:class:`~wskit.pubsub.HistoryPubSubAdapter`) also run the history cases:
+contiguous offsets within an epoch, reads after a position, the size bound,
+and, through a router, resume with exactly the missed messages, the ``gap``
+answer for trimmed history and (distributed) resume on another instance and
+across a backend outage. Adapters without it skip them.
+
 To check how a distributed adapter behaves while its broker is down, also
 override the ``backend_outage`` fixture with a :class:`BackendOutage` that
 stops and restarts the shared backend (without it, that test is skipped)::
@@ -36,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
@@ -43,12 +51,13 @@ from typing import Any, ClassVar
 
 import pytest
 
-from wskit.core.pubsub import PublishResult
-from wskit.core.schema import MessageSchema, define_message
-from wskit.core.testing import Harness
+from wskit.core.pubsub import TOPIC_POSITION, TOPIC_STATUS, PublishResult, StreamPosition
+from wskit.core.schema import MessageSchema, any_object, define_message
+from wskit.core.testing import FakeConnection, Harness
 from wskit.pubsub._provider import get_pubsub
-from wskit.pubsub.adapter import PublishEnvelope, PubSubAdapter
+from wskit.pubsub.adapter import HistoryPage, PublishEnvelope, PubSubAdapter
 from wskit.pubsub.errors import BackendUnavailable
+from wskit.pubsub.history import HistoryPolicy
 from wskit.pubsub.memory import MemoryPubSub
 
 __all__ = [
@@ -126,17 +135,25 @@ class InProcessBroker:
     only to instances with local subscribers to it. ``await broker.stop()``
     simulates an outage (publishes fail with ``ADAPTER_ERROR``, new
     subscriptions raise ``BackendUnavailable``) until ``await broker.start()``.
+
+    With ``history=True`` the broker keeps topic history (its adapters have
+    ``read_history``); ``lose_history=True`` makes an outage lose it, as a
+    Redis restart without persistence does (new epochs afterwards).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, history: bool = False, lose_history: bool = False) -> None:
         self.instances: list[_BrokerAdapter] = []
         #: JSON messages the broker carried, in order.
         self.wire: list[str] = []
         self.down = False
+        self.history: MemoryPubSub | None = MemoryPubSub() if history else None
+        self.lose_history = lose_history
 
     async def stop(self) -> None:
         """Simulate an outage."""
         self.down = True
+        if self.history is not None and self.lose_history:
+            self.history.forget_history()
 
     async def start(self) -> None:
         """End the outage (subscriptions held before it are still there)."""
@@ -147,7 +164,7 @@ class InProcessBroker:
         self.instances.append(adapter)
         return adapter
 
-    def _route(self, data: str, topic: str) -> int:
+    def _route(self, data: str, topic: str, position: StreamPosition | None = None) -> int:
         self.wire.append(data)
         loop = asyncio.get_running_loop()
         receivers = 0
@@ -155,12 +172,14 @@ class InProcessBroker:
             deliver = instance._deliver
             if deliver is not None and topic in instance._channels:
                 receivers += 1
-                loop.call_soon(_deliver_json, deliver, data)
+                loop.call_soon(_deliver_json, deliver, data, position)
         return receivers
 
 
-def _deliver_json(deliver: Callable[[PublishEnvelope], int], data: str) -> None:
-    deliver(PublishEnvelope.from_json(data))
+def _deliver_json(
+    deliver: Callable[[PublishEnvelope], int], data: str, position: StreamPosition | None
+) -> None:
+    deliver(PublishEnvelope.from_json(data, position=position))
 
 
 class _BrokerAdapter:
@@ -181,13 +200,32 @@ class _BrokerAdapter:
         self._deliver = None
 
     async def publish(self, envelope: PublishEnvelope) -> PublishResult:
-        if self._broker.down:
+        broker = self._broker
+        if broker.down:
             return PublishResult.failure(
                 "ADAPTER_ERROR", retryable=True, adapter=self.name, details={"cause": "down"}
             )
-        receivers = self._broker._route(envelope.to_json(), envelope.topic)
+        data = envelope.to_json()
+        position = None
+        if envelope.history is not None and broker.history is not None:
+            position = (await broker.history.publish(envelope)).position
+        receivers = broker._route(data, envelope.topic, position)
         del receivers  # instances, not subscribers: the count is unknown
-        return PublishResult.success("unknown")
+        return PublishResult.success("unknown", position=position)
+
+    def __getattr__(self, name: str) -> Any:
+        # read_history exists only when the broker keeps history.
+        if name == "read_history" and self._broker.history is not None:
+            return self._read_history
+        raise AttributeError(name)
+
+    async def _read_history(
+        self, topic: str, since: StreamPosition | None, *, limit: int, policy: HistoryPolicy
+    ) -> HistoryPage:
+        history = self._broker.history
+        if self._broker.down or history is None:
+            raise BackendUnavailable("in-process broker down", {"topic": topic})
+        return await history.read_history(topic, since, limit=limit, policy=policy)
 
     async def subscribe(self, client_id: str, topic: str) -> None:
         if self._broker.down and topic not in self._channels:
@@ -244,6 +282,57 @@ def _distributed(adapter: PubSubAdapter) -> bool:
 
 async def _start(adapter: PubSubAdapter, sink: DeliverySink) -> None:
     await adapter.start(sink)  # type: ignore[attr-defined]
+
+
+def _keeps_history(adapter: PubSubAdapter) -> bool:
+    return callable(getattr(adapter, "read_history", None))
+
+
+async def _read(
+    adapter: PubSubAdapter,
+    topic: str,
+    since: StreamPosition | None,
+    policy: HistoryPolicy,
+    limit: int = 100,
+) -> HistoryPage:
+    page: HistoryPage = await adapter.read_history(  # type: ignore[attr-defined]
+        topic, since, limit=limit, policy=policy
+    )
+    return page
+
+
+def _hist(topic: str, n: int, policy: HistoryPolicy) -> PublishEnvelope:
+    return PublishEnvelope(topic, "CONF_TICK", {}, {"n": n}, history=policy)
+
+
+_CONF_TICK: MessageSchema[Any] = define_message("CONF_TICK", any_object())
+_CONF_POLICY = HistoryPolicy(max_messages=100)
+
+
+def _ticks(conn: FakeConnection[Any]) -> list[tuple[int, int]]:
+    """``(n, offset)`` of every CONF_TICK a connection got."""
+    return [
+        (f["payload"]["n"], f["meta"][TOPIC_POSITION]["offset"]) for f in conn.messages("CONF_TICK")
+    ]
+
+
+async def _until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``predicate`` (a condition on captured frames) until it holds."""
+    deadline = time.monotonic() + timeout
+    for _ in range(1_000_000):
+        if predicate():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"never: {what}")
+
+
+def _history_router(adapter: PubSubAdapter, policy: HistoryPolicy = _CONF_POLICY) -> Any:
+    from wskit.core.router import create_router
+    from wskit.pubsub import with_pubsub
+
+    return create_router().plugin(with_pubsub(adapter, history={"conf:h:*": policy}))
 
 
 class AdapterConformance:
@@ -389,6 +478,174 @@ class AdapterConformance:
             assert list(adapter.subscribers("conf:e2e")) == [alice.client_id]
         await pubsub.close()
 
+    # --------------------------------------------------------------- history
+
+    async def _history_adapter(
+        self, new_adapter: Callable[[], Awaitable[PubSubAdapter]]
+    ) -> tuple[PubSubAdapter, DeliverySink | None]:
+        adapter = await new_adapter()
+        if not _keeps_history(adapter):
+            pytest.skip("the adapter keeps no topic history (no read_history)")
+        sink = None
+        if _distributed(adapter):
+            sink = DeliverySink()
+            await _start(adapter, sink)
+        return adapter, sink
+
+    async def test_history_offsets_are_contiguous_within_an_epoch(
+        self, new_adapter: Callable[[], Awaitable[PubSubAdapter]]
+    ) -> None:
+        adapter, sink = await self._history_adapter(new_adapter)
+        policy = _CONF_POLICY
+        start = await _read(adapter, "conf:h:seq", None, policy)
+        assert (start.top, start.first, list(start.entries)) == (0, 1, [])
+        await adapter.subscribe("c1", "conf:h:seq")
+        results = [await adapter.publish(_hist("conf:h:seq", n, policy)) for n in range(3)]
+        assert all(r.ok for r in results)
+        assert [r.position for r in results] == [
+            StreamPosition(start.epoch, offset) for offset in (1, 2, 3)
+        ]
+        if sink is not None:  # every instance gets the positioned envelopes, in order
+            await sink.wait_for(lambda: len(sink.envelopes) >= 3, self.delivery_timeout)
+            assert [e.position for e in sink.envelopes] == [r.position for r in results]
+            assert [e.payload for e in sink.envelopes] == [{"n": n} for n in range(3)]
+
+    async def test_history_read_returns_what_follows_a_position(
+        self, new_adapter: Callable[[], Awaitable[PubSubAdapter]]
+    ) -> None:
+        adapter, _ = await self._history_adapter(new_adapter)
+        policy = _CONF_POLICY
+        for n in range(1, 6):
+            assert (await adapter.publish(_hist("conf:h:read", n, policy))).ok
+        top = await _read(adapter, "conf:h:read", None, policy)
+        epoch = top.epoch
+        assert (top.top, top.first, list(top.entries)) == (5, 1, [])
+        page = await _read(adapter, "conf:h:read", StreamPosition(epoch, 2), policy)
+        assert [e.position for e in page.entries] == [StreamPosition(epoch, o) for o in (3, 4, 5)]
+        assert [e.payload for e in page.entries] == [{"n": 3}, {"n": 4}, {"n": 5}]
+        assert all(e.topic == "conf:h:read" and e.type == "CONF_TICK" for e in page.entries)
+        meta = json.loads(page.entries[0].frame)["meta"]
+        assert meta == {TOPIC_POSITION: {"topic": "conf:h:read", "epoch": epoch, "offset": 3}}
+        limited = await _read(adapter, "conf:h:read", StreamPosition(epoch, 0), policy, limit=2)
+        assert [e.payload["n"] for e in limited.entries] == [1, 2]
+        other = await _read(adapter, "conf:h:read", StreamPosition(epoch + "x", 2), policy)
+        assert (other.epoch, list(other.entries)) == (epoch, [])
+        at_top = await _read(adapter, "conf:h:read", StreamPosition(epoch, 5), policy)
+        assert list(at_top.entries) == []
+        # Publishes keep the size bound; a read does not trim by size.
+        small = HistoryPolicy(max_messages=1)
+        again = await _read(adapter, "conf:h:read", StreamPosition(epoch, 0), small)
+        assert [e.payload["n"] for e in again.entries] == [1, 2, 3, 4, 5]
+
+    async def test_history_keeps_at_most_max_messages(
+        self, new_adapter: Callable[[], Awaitable[PubSubAdapter]]
+    ) -> None:
+        adapter, _ = await self._history_adapter(new_adapter)
+        policy = HistoryPolicy(max_messages=3)
+        for n in range(1, 6):
+            assert (await adapter.publish(_hist("conf:h:size", n, policy))).ok
+        page = await _read(adapter, "conf:h:size", None, policy)
+        page = await _read(adapter, "conf:h:size", StreamPosition(page.epoch, 0), policy)
+        assert (page.top, page.first) == (5, 3)
+        assert [e.payload["n"] for e in page.entries] == [3, 4, 5]
+
+    async def test_history_resume_through_a_router(
+        self, new_adapter: Callable[[], Awaitable[PubSubAdapter]]
+    ) -> None:
+        """A client gone for N publishes resumes with exactly those N, in order,
+        then goes on live, each message once."""
+        adapter, _ = await self._history_adapter(new_adapter)
+        await _close(adapter)
+        adapter = await new_adapter()
+        router = _history_router(adapter)
+        pubsub = get_pubsub(router)
+        timeout = self.delivery_timeout
+        try:
+            async with Harness(router) as h:
+                a = await h.connect()
+                status = await pubsub.topics(a.connection).subscribe("conf:h:resume")
+                assert (status.status, status.position) == ("subscribed", status.position)
+                assert status.position is not None and status.position.offset == 0
+                epoch = status.position.epoch
+                for n in range(1, 4):
+                    assert (await router.publish("conf:h:resume", _CONF_TICK, {"n": n})).ok
+                await _until(lambda: len(_ticks(a)) == 3, timeout, "3 live messages")
+                assert _ticks(a) == [(1, 1), (2, 2), (3, 3)]
+                await a.close()
+                for n in range(4, 9):  # missed: 5 publishes
+                    assert (await router.publish("conf:h:resume", _CONF_TICK, {"n": n})).ok
+                b = await h.connect()
+                resumed = await pubsub.topics(b.connection).subscribe(
+                    "conf:h:resume", since={"epoch": epoch, "offset": 3}
+                )
+                assert (resumed.status, resumed.replayed) == ("recovered", 5)
+                assert resumed.position == StreamPosition(epoch, 8)
+                assert (await router.publish("conf:h:resume", _CONF_TICK, {"n": 9})).ok
+                await _until(lambda: len(_ticks(b)) >= 6, timeout, "replay and live")
+                assert b.frames[0] == {
+                    "type": TOPIC_STATUS,
+                    "meta": {},
+                    "payload": {
+                        "topic": "conf:h:resume",
+                        "status": "recovered",
+                        "epoch": epoch,
+                        "offset": 3,
+                    },
+                }
+                assert (await router.publish("conf:h:resume", _CONF_TICK, {"n": 10})).ok
+                await _until(lambda: len(_ticks(b)) >= 7, timeout, "the marker")
+                assert _ticks(b) == [(n, n) for n in range(4, 11)]
+        finally:
+            await pubsub.close()
+
+    async def test_history_trimmed_answers_gap_through_a_router(
+        self, new_adapter: Callable[[], Awaitable[PubSubAdapter]]
+    ) -> None:
+        adapter, _ = await self._history_adapter(new_adapter)
+        await _close(adapter)
+        adapter = await new_adapter()
+        router = _history_router(adapter, HistoryPolicy(max_messages=3))
+        pubsub = get_pubsub(router)
+        try:
+            async with Harness(router) as h:
+                for n in range(1, 7):
+                    assert (await router.publish("conf:h:trim", _CONF_TICK, {"n": n})).ok
+                a = await h.connect()
+                status = await pubsub.topics(a.connection).subscribe(
+                    "conf:h:trim", since={"epoch": "conf-unknown", "offset": 1}
+                )
+                assert (status.status, status.reason) == ("gap", "epoch")
+                assert status.position is not None
+                epoch = status.position.epoch
+                b = await h.connect()
+                status = await pubsub.topics(b.connection).subscribe(
+                    "conf:h:trim", since={"epoch": epoch, "offset": 1}
+                )
+                assert (status.status, status.reason, status.replayed) == ("gap", "trimmed", 0)
+                assert status.position == StreamPosition(epoch, 6)
+                assert (await router.publish("conf:h:trim", _CONF_TICK, {"n": 7})).ok
+                await _until(lambda: len(_ticks(b)) >= 1, self.delivery_timeout, "live")
+                assert _ticks(b) == [(7, 7)]
+                assert b.payloads(TOPIC_STATUS) == [
+                    {
+                        "topic": "conf:h:trim",
+                        "status": "gap",
+                        "reason": "trimmed",
+                        "epoch": epoch,
+                        "offset": 6,
+                    }
+                ]
+        finally:
+            await pubsub.close()
+
+
+async def _close(adapter: PubSubAdapter) -> None:
+    close = getattr(adapter, "close", None)
+    if callable(close):
+        result = close()
+        if inspect.isawaitable(result):
+            await result
+
 
 class DistributedAdapterConformance(AdapterConformance):
     """The conformance suite plus the rules of distributed adapters (those with
@@ -509,3 +766,107 @@ class DistributedAdapterConformance(AdapterConformance):
             assert time.monotonic() < deadline, "publishes never succeeded again"
             await asyncio.sleep(0.01)
         raise AssertionError("publishes never succeeded again")
+
+    # --------------------------------------------------------------- history
+
+    async def test_history_resume_on_another_instance(
+        self, new_adapter: Callable[[], Awaitable[PubSubAdapter]]
+    ) -> None:
+        """A client of instance A misses N publishes and resumes on instance B
+        with exactly those N, in order, then live ones, once each."""
+        probe = await new_adapter()
+        if not _keeps_history(probe):
+            pytest.skip("the adapter keeps no topic history (no read_history)")
+        router_a = _history_router(await new_adapter())
+        router_b = _history_router(await new_adapter())
+        timeout = self.delivery_timeout
+        try:
+            async with Harness(router_a) as ha, Harness(router_b) as hb:
+                a = await ha.connect()
+                status = await get_pubsub(router_a).topics(a.connection).subscribe("conf:h:ab")
+                assert status.position is not None
+                epoch = status.position.epoch
+                for n in range(1, 4):
+                    assert (await router_a.publish("conf:h:ab", _CONF_TICK, {"n": n})).ok
+                await _until(lambda: len(_ticks(a)) == 3, timeout, "live on A")
+                await a.close()
+                for n in range(4, 14):  # missed: 10, from both instances
+                    router = router_a if n % 2 else router_b
+                    assert (await router.publish("conf:h:ab", _CONF_TICK, {"n": n})).ok
+                b = await hb.connect()
+                resumed = (
+                    await get_pubsub(router_b)
+                    .topics(b.connection)
+                    .subscribe("conf:h:ab", since={"epoch": epoch, "offset": 3})
+                )
+                assert (resumed.status, resumed.replayed) == ("recovered", 10)
+                for n in range(14, 17):
+                    assert (await router_a.publish("conf:h:ab", _CONF_TICK, {"n": n})).ok
+                await _until(lambda: len(_ticks(b)) >= 13, timeout, "replay and live on B")
+                assert _ticks(b) == [(n, n) for n in range(4, 17)]
+                assert [s["status"] for s in b.payloads(TOPIC_STATUS)] == ["recovered"]
+        finally:
+            await get_pubsub(router_a).close()
+            await get_pubsub(router_b).close()
+
+    async def test_history_across_an_outage(
+        self,
+        new_adapter: Callable[[], Awaitable[PubSubAdapter]],
+        backend_outage: BackendOutage | None,
+    ) -> None:
+        """After the backend comes back, every accepted publish reaches the
+        other instance's subscriber once, in offset order; if the history did
+        not survive, a ``gap`` (new epoch) status comes first."""
+        if backend_outage is None:
+            pytest.skip("override the backend_outage fixture to check outage behaviour")
+        probe = await new_adapter()
+        if not _keeps_history(probe):
+            pytest.skip("the adapter keeps no topic history (no read_history)")
+        adapter_a = await new_adapter()
+        router_a = _history_router(adapter_a)
+        router_b = _history_router(await new_adapter())
+        timeout = self.delivery_timeout
+        try:
+            async with Harness(router_b) as hb:
+                await get_pubsub(router_a).start()
+                b = await hb.connect()
+                status = await get_pubsub(router_b).topics(b.connection).subscribe("conf:h:out")
+                assert status.position is not None
+                before, start = status.position.epoch, status.position.offset
+                assert (await router_a.publish("conf:h:out", _CONF_TICK, {"n": 1})).ok
+                await _until(lambda: len(_ticks(b)) == 1, timeout, "before the outage")
+
+                await backend_outage.stop()
+                await backend_outage.start()
+                accepted: list[int] = []
+                deadline = time.monotonic() + self.recovery_timeout
+                for n in range(2, 100_000):
+                    if len(accepted) >= 5:
+                        break
+                    assert time.monotonic() < deadline, "publishes never succeeded again"
+                    result = await router_a.publish("conf:h:out", _CONF_TICK, {"n": n})
+                    if result.ok:
+                        accepted.append(n)
+                    await asyncio.sleep(0.01)
+                await _until(
+                    lambda: set(accepted) <= {n for n, _ in _ticks(b)},
+                    self.recovery_timeout,
+                    "every accepted publish on the other instance",
+                )
+                got = [n for n, _ in _ticks(b)]
+                assert got == sorted(set(got)), f"duplicates or disorder: {got}"
+                # Every change of epoch is announced by a gap status first, and
+                # offsets grow by one within an epoch.
+                epoch, offset = before, start
+                for f in b.frames:
+                    if f["type"] == TOPIC_STATUS and f["payload"]["status"] == "gap":
+                        assert f["payload"]["reason"] in ("epoch", "trimmed"), f
+                        epoch, offset = f["payload"]["epoch"], f["payload"]["offset"]
+                    elif f["type"] == "CONF_TICK":
+                        position = f["meta"][TOPIC_POSITION]
+                        assert position["epoch"] == epoch, f"new epoch without a gap first: {f}"
+                        assert position["offset"] == offset + 1, f"offsets skipped: {f}"
+                        offset = position["offset"]
+        finally:
+            await get_pubsub(router_a).close()
+            await get_pubsub(router_b).close()

@@ -53,9 +53,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
 import re
+import secrets
 import time
 from collections import deque
 from collections.abc import Collection
@@ -64,10 +66,20 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, ResponseError
 
-from wskit.core.pubsub import PublishResult
-from wskit.pubsub.adapter import DeliverFn, PublishEnvelope
+from wskit.core.pubsub import PublishResult, StreamPosition
+from wskit.pubsub.adapter import DeliverFn, HistoryPage, PublishEnvelope
 from wskit.pubsub.errors import BackendUnavailable
+from wskit.pubsub.history import HistoryPolicy
+from wskit.redis._history import (
+    PUBLISH_HISTORY_SHA,
+    READ_HISTORY_SHA,
+    SCRIPTS,
+    history_keys,
+    parse_positioned,
+    parse_read,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -84,6 +96,10 @@ _SUBSCRIBER_DOWN: Final = "subscriber down"
 _RESUME_GRACE: Final = "resume grace"
 # The backoff exponent stops growing here (the delay is capped long before).
 _MAX_EXPONENT: Final = 30
+# A fill reads this many entries per round trip, at most this many times.
+_FILL_LIMIT: Final = 1000
+_MAX_FILL_ROUNDS: Final = 10_000
+_FILL_POLICY: Final = HistoryPolicy(max_messages=1)
 # "scheme://user:password@" -> "scheme://***@" in anything logged.
 _CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/@]*@")
 
@@ -113,7 +129,8 @@ class RedisPubSubHealth:
     recovered outage lasted, from the connection lost to the re-subscription
     confirmed. Counters: ``published``/``publish_failures`` (publish results),
     ``received`` (messages from Redis), ``decode_errors`` (messages that were
-    not a valid envelope; dropped).
+    not a valid envelope; dropped), ``history_fills`` (history topics read
+    from their stream to fill a gap: after a reconnect, or offsets skipped).
     """
 
     connected: bool
@@ -128,19 +145,76 @@ class RedisPubSubHealth:
     decode_errors: int
     publish_ready: bool = False
     last_outage_ms: float | None = None
+    history_fills: int = 0
 
 
-class _Publish:
-    __slots__ = ("channel", "data", "future")
+# What a queued command is: a plain PUBLISH, a history append (the publish
+# script), a history read (the read script).
+_PUBLISH: Final = 0
+_APPEND: Final = 1
+_READ: Final = 2
 
-    def __init__(self, channel: str, data: str, future: asyncio.Future[PublishResult]) -> None:
-        self.channel = channel
-        self.data = data
+
+class _Command:
+    """One command for the publisher connection and the future it answers."""
+
+    __slots__ = ("args", "future", "kind", "retried")
+
+    def __init__(self, kind: int, args: tuple[Any, ...], future: asyncio.Future[Any]) -> None:
+        self.kind = kind
+        self.args = args
         self.future = future
+        self.retried = False
+
+
+class _Seq:
+    """This instance's place in one history topic: the last offset delivered
+    here, and whether a gap is being filled from the stream (live messages
+    are then noted, not delivered: the fill reads them)."""
+
+    __slots__ = ("epoch", "filling", "last", "seen", "seen_epoch")
+
+    def __init__(self, epoch: str, last: int) -> None:
+        self.epoch = epoch
+        self.last = last
+        self.filling = False
+        self.seen_epoch: str | None = None
+        self.seen = 0
+
+    def note(self, position: StreamPosition) -> None:
+        if position.epoch != self.seen_epoch:
+            self.seen_epoch, self.seen = position.epoch, position.offset
+        elif position.offset > self.seen:
+            self.seen = position.offset
+
+    def behind(self) -> bool:
+        """Messages were seen past what was delivered (or in another epoch)."""
+        seen_epoch = self.seen_epoch
+        return seen_epoch is not None and (seen_epoch != self.epoch or self.seen > self.last)
 
 
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _pack(commands: list[tuple[Any, ...]]) -> bytes:
+    """RESP for a pipeline of commands whose arguments are str, int or bytes
+    (what this adapter sends): one buffer, no per-argument chunking."""
+    out: list[bytes] = []
+    append = out.append
+    for args in commands:
+        append(b"*%d\r\n" % len(args))
+        for arg in args:
+            if type(arg) is str:
+                data = arg.encode("utf-8", "surrogatepass")
+            elif type(arg) is bytes:
+                data = arg
+            else:
+                data = str(int(arg)).encode("ascii")
+            append(b"$%d\r\n" % len(data))
+            append(data)
+            append(b"\r\n")
+    return b"".join(out)
 
 
 class RedisPubSub:
@@ -220,8 +294,15 @@ class RedisPubSub:
         self._pub: AbstractConnection | None = None
         self._pub_task: asyncio.Task[None] | None = None
         self._pub_stale = False  # replace the publisher connection before the next batch
-        self._queue: deque[_Publish] = deque()
+        self._queue: deque[_Command] = deque()
         self._wakeup = asyncio.Event()
+        self._pub_scripts = False  # the history scripts are loaded on the publisher connection
+        # History: this instance's place in each history topic with local subscribers.
+        self._seq: dict[str, _Seq] = {}
+        self._fills: dict[str, asyncio.Task[None]] = {}
+        self._history_fills = 0
+        self._epoch_seed = secrets.token_hex(6)
+        self._epochs = itertools.count(1)
         # Failed-publish log throttle.
         self._fail_logged_at = -float("inf")
         self._fail_unlogged = 0
@@ -276,6 +357,7 @@ class RedisPubSub:
             decode_errors=self._decode_errors,
             publish_ready=self._state != "closed" and self._refusal() is None,
             last_outage_ms=self._last_outage_ms,
+            history_fills=self._history_fills,
         )
 
     async def wait_connected(self, timeout: float | None = None) -> None:
@@ -327,17 +409,17 @@ class RedisPubSub:
         self._state = "closed"
         self._ready.clear()
         self._stop_publishing()
-        for task in (self._sub_task, self._pub_task):
+        for task in (self._sub_task, self._pub_task, *self._fills.values()):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         self._sub_task = self._pub_task = None
+        self._fills.clear()
+        self._seq.clear()
         self._fail_confirmations(BackendUnavailable("Redis pub/sub closed"))
         while self._queue:
-            item = self._queue.popleft()
-            if not item.future.done():
-                item.future.set_result(self._failure("closed"))
+            self._fail_command(self._queue.popleft(), "closed")
         for conn in (self._sub, self._pub):
             if conn is not None:
                 with contextlib.suppress(Exception):
@@ -384,6 +466,10 @@ class RedisPubSub:
             if self._local.get(topic) is not subs or subs:
                 return
             del self._local[topic]
+            self._seq.pop(topic, None)
+            fill = self._fills.pop(topic, None)
+            if fill is not None:
+                fill.cancel()
             conn = self._sub
             if conn is not None and conn.is_connected and self._state == "connected":
                 try:
@@ -543,6 +629,11 @@ class RedisPubSub:
             return
         self._reconnects += 1
         self._last_outage_ms = (time.monotonic() - down) * 1000.0
+        # What was published to history topics while this instance was not
+        # subscribed is in their streams: read it before newer messages.
+        for topic in list(self._seq):
+            if topic in self._local:
+                self._fill(topic)
         grace = self.resume_grace_ms
         _log.info(
             "wskit.redis: subscriber connection to %s restored after %.3f s: re-subscribed "
@@ -586,6 +677,17 @@ class RedisPubSub:
         if topic is None or topic not in self._local:
             return
         deliver = self._deliver
+        if data[:1] in (b"#", "#"):  # a history topic's positioned message
+            try:
+                envelope = parse_positioned(data)
+            except (ValueError, UnicodeDecodeError):
+                envelope = None
+            if envelope is None or envelope.topic != topic:
+                self._decode_errors += 1
+                _log.warning("wskit.redis: dropped a history message on %s", channel)
+                return
+            self._on_positioned(topic, envelope)
+            return
         try:
             envelope = PublishEnvelope.from_json(data)
         except ValueError:
@@ -647,6 +749,12 @@ class RedisPubSub:
     async def publish(self, envelope: PublishEnvelope) -> PublishResult:
         """Publish to ``channel_prefix + topic``; ``ok`` once Redis accepted it.
 
+        With ``envelope.history`` set, the message is appended to the topic's
+        stream and published in one script; the result carries its position.
+        Such publishes are not held back by the resume grace (peers fill what
+        they missed from the stream), only while this instance is not
+        subscribed.
+
         Never raises: failures are ``ADAPTER_ERROR`` (Redis unreachable, timeout,
         closed, or this instance not subscribed yet after an outage: not sent)
         or ``BACKPRESSURE`` (too many publishes waiting), both retryable.
@@ -654,7 +762,9 @@ class RedisPubSub:
         if self._state == "closed":
             return self._failure("closed")
         refusal = self._refusal()
-        if refusal is not None:
+        # A history topic needs no resume grace: peers that re-subscribe later
+        # read what they missed from its stream.
+        if refusal is not None and (refusal != _RESUME_GRACE or envelope.history is None):
             return self._failure(refusal)
         if len(self._queue) >= self.max_pending_publishes:
             return self._failure("too many pending publishes", "BACKPRESSURE")
@@ -665,14 +775,94 @@ class RedisPubSub:
             return PublishResult.failure(
                 "VALIDATION", adapter=_ADAPTER, details={"cause": type(exc).__name__}
             )
-        future: asyncio.Future[PublishResult] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Publish(self.channel(envelope.topic), data, future))
+        topic = envelope.topic
+        policy = envelope.history
+        if policy is None:
+            result: PublishResult = await self._command(
+                _PUBLISH, ("PUBLISH", self.channel(topic), data)
+            )
+            return result
+        stream, position = history_keys(self.channel_prefix, topic)
+        result = await self._command(
+            _APPEND,
+            (
+                "EVALSHA",
+                PUBLISH_HISTORY_SHA,
+                2,
+                stream,
+                position,
+                self.channel(topic),
+                self._epoch_candidate(),
+                policy.max_messages or 0,
+                policy.max_age_ms or 0,
+                data,
+            ),
+        )
+        return result
+
+    async def read_history(
+        self,
+        topic: str,
+        since: StreamPosition | None,
+        *,
+        limit: int,
+        policy: HistoryPolicy,
+    ) -> HistoryPage:
+        """The topic's epoch, newest and oldest kept offsets, and up to ``limit``
+        entries after ``since`` (when in the current epoch), in one script.
+        Raises :class:`~wskit.pubsub.BackendUnavailable` when Redis cannot answer."""
+        if self._state == "closed":
+            raise BackendUnavailable("Redis pub/sub closed", {"topic": topic})
+        stream, position = history_keys(self.channel_prefix, topic)
+        reply = await self._command(
+            _READ,
+            (
+                "EVALSHA",
+                READ_HISTORY_SHA,
+                2,
+                stream,
+                position,
+                self._epoch_candidate(),
+                since.epoch if since is not None else "",
+                since.offset if since is not None else 0,
+                limit,
+                policy.max_age_ms or 0,
+            ),
+        )
+        try:
+            page = parse_read(topic, reply)
+        except (ValueError, TypeError, UnicodeDecodeError) as exc:
+            raise BackendUnavailable(
+                "Redis pub/sub: unreadable history", {"topic": topic, "cause": repr(exc)}
+            ) from exc
+        if topic in self._local and topic not in self._seq:
+            self._seq[topic] = _Seq(page.epoch, page.top)
+        return page
+
+    def _epoch_candidate(self) -> str:
+        # Used only when a topic has no epoch yet: unique per adapter and call.
+        return f"{self._epoch_seed}{next(self._epochs):x}"
+
+    async def _command(self, kind: int, args: tuple[Any, ...]) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Command(kind, args, future))
         if self._pub_task is None:
             self._pub_task = asyncio.get_running_loop().create_task(
                 self._publisher_loop(), name="wskit-redis-publisher"
             )
         self._wakeup.set()
         return await future
+
+    def _fail_command(self, item: _Command, cause: str) -> None:
+        if item.future.done():
+            return
+        if item.kind == _READ:
+            item.future.set_exception(
+                BackendUnavailable("Redis pub/sub: history read failed", {"cause": cause})
+            )
+            item.future.exception()  # retrieved even if the caller is gone
+        else:
+            item.future.set_result(self._failure(cause))
 
     async def _publisher_loop(self) -> None:
         queue = self._queue
@@ -685,8 +875,7 @@ class RedisPubSub:
                     await asyncio.wait_for(self._send_batch(batch), self.command_timeout)
                 except asyncio.CancelledError:
                     for item in batch:
-                        if not item.future.done():
-                            item.future.set_result(self._failure("closed"))
+                        self._fail_command(item, "closed")
                     raise
                 except Exception as exc:
                     conn, self._pub = self._pub, None
@@ -698,10 +887,9 @@ class RedisPubSub:
                         "wskit.redis: publish batch of %d failed: %s", len(batch), _describe(exc)
                     )
                     for item in batch:
-                        if not item.future.done():
-                            item.future.set_result(self._failure(cause))
+                        self._fail_command(item, cause)
 
-    async def _send_batch(self, batch: list[_Publish]) -> None:
+    async def _send_batch(self, batch: list[_Command]) -> None:
         conn = self._pub
         if conn is not None and self._pub_stale:
             self._pub = None
@@ -711,15 +899,139 @@ class RedisPubSub:
         self._pub_stale = False
         if conn is None:
             conn = self._pub = self._connection()
+            self._pub_scripts = False
         if not conn.is_connected:
             await conn.connect()  # type: ignore[no-untyped-call]
-        packed = conn.pack_commands([("PUBLISH", item.channel, item.data) for item in batch])
-        await conn.send_packed_command(packed, check_health=False)
+            self._pub_scripts = False
+        commands = [item.args for item in batch]
+        load = not self._pub_scripts and any(item.kind != _PUBLISH for item in batch)
+        if load:  # the scripts go first on a new connection (and after a SCRIPT FLUSH)
+            commands[:0] = [("SCRIPT", "LOAD", source) for source in SCRIPTS]
+        await conn.send_packed_command(_pack(commands), check_health=False)
+        if load:
+            for _ in SCRIPTS:
+                await conn.read_response()
+            self._pub_scripts = True
+        retry: list[_Command] = []
         for item in batch:
-            await conn.read_response()
-            self._published += 1
-            if not item.future.done():
+            try:
+                reply = await conn.read_response()
+            except ResponseError as exc:
+                if isinstance(exc, NoScriptError) and not item.retried:
+                    item.retried = True  # flushed behind our back: load again, send again
+                    self._pub_scripts = False
+                    retry.append(item)
+                else:
+                    self._fail_command(item, type(exc).__name__)
+                continue
+            if item.future.done():
+                continue
+            if item.kind == _PUBLISH:
+                self._published += 1
                 item.future.set_result(PublishResult.success("unknown"))
+            elif item.kind == _APPEND:
+                self._published += 1
+                epoch, _, offset = _text(reply).rpartition(":")
+                item.future.set_result(
+                    PublishResult.success("unknown", position=StreamPosition(epoch, int(offset)))
+                )
+            else:
+                item.future.set_result(reply)
+        if retry:
+            self._queue.extendleft(reversed(retry))
+            self._wakeup.set()
+
+    # ---------------------------------------------------------------- history
+
+    def _on_positioned(self, topic: str, envelope: PublishEnvelope) -> None:
+        """A history topic's message from Redis: deliver it in offset order,
+        once; a skipped offset or another epoch starts a fill from the stream."""
+        position = envelope.position
+        assert position is not None
+        seq = self._seq.get(topic)
+        if seq is None:
+            self._seq[topic] = _Seq(position.epoch, position.offset)
+            self._hand_over(envelope)
+            return
+        if seq.filling:
+            seq.note(position)
+            return
+        if position.epoch == seq.epoch:
+            if position.offset <= seq.last:
+                return  # read from the stream already
+            if position.offset == seq.last + 1:
+                seq.last = position.offset
+                self._hand_over(envelope)
+                return
+        seq.note(position)
+        self._fill(topic)
+
+    def _hand_over(self, envelope: PublishEnvelope) -> None:
+        deliver = self._deliver
+        if deliver is None:
+            return
+        try:
+            deliver(envelope)
+        except Exception:  # deliver must not raise; never let it kill the reader
+            _log.exception("wskit.redis: deliver() failed")
+
+    def _fill(self, topic: str) -> None:
+        """Read ``topic``'s stream from the last offset delivered here (once at a time)."""
+        task = self._fills.get(topic)
+        seq = self._seq.get(topic)
+        if seq is None or (task is not None and not task.done()):
+            return
+        seq.filling = True
+        self._history_fills += 1
+        self._fills[topic] = asyncio.get_running_loop().create_task(
+            self._run_fill(topic, seq), name=f"wskit-redis-fill:{topic}"
+        )
+
+    async def _run_fill(self, topic: str, seq: _Seq) -> None:
+        # Any policy will do: the bounds are enforced on publish; the age bound
+        # only makes a read trim, which publishes do as well.
+        policy = _FILL_POLICY
+        try:
+            for _ in range(_MAX_FILL_ROUNDS):
+                page = await self.read_history(
+                    topic, StreamPosition(seq.epoch, seq.last), limit=_FILL_LIMIT, policy=policy
+                )
+                if self._seq.get(topic) is not seq:
+                    return  # unsubscribed meanwhile
+                if page.epoch != seq.epoch:
+                    # The history was lost (a restart without persistence): what
+                    # the new epoch holds comes next; the plugin announces the gap.
+                    _log.info(
+                        "wskit.redis: history of %r restarted in a new epoch (%s -> %s)",
+                        topic,
+                        seq.epoch,
+                        page.epoch,
+                    )
+                    seq.epoch, seq.last = page.epoch, 0
+                    continue
+                for envelope in page.entries:
+                    position = envelope.position
+                    assert position is not None
+                    if position.offset > seq.last:
+                        seq.last = position.offset
+                        self._hand_over(envelope)
+                if seq.seen_epoch != seq.epoch:  # noted in an older epoch: not in this one
+                    seq.seen_epoch = None
+                if len(page.entries) >= _FILL_LIMIT or seq.behind():
+                    continue
+                return
+            _log.warning("wskit.redis: filling the history of %r did not catch up", topic)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Redis went away again: the next reconnect (or the next skipped
+            # offset) starts another fill from the same place.
+            _log.debug("wskit.redis: filling the history of %r failed: %s", topic, exc)
+        finally:
+            seq.filling = False
+            seq.seen_epoch = None
+            if self._fills.get(topic) is asyncio.current_task():
+                del self._fills[topic]
 
     def __repr__(self) -> str:
         return (

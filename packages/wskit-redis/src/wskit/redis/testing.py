@@ -12,7 +12,9 @@ Redis it did not start. A missing binary is an error, never a skip::
         await server.start()      # same port, empty data set
 
 ``RedisServer(password="...")`` requires ``AUTH`` (``requirepass``); its
-``url`` then carries the password.
+``url`` then carries the password. ``RedisServer(appendonly=True)`` turns the
+append-only file on with ``appendfsync always`` (every write is on disk before
+Redis answers), so a killed server restarts with its data.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class RedisServer:
         port: int | None = None,
         executable: str = "redis-server",
         password: str | None = None,
+        appendonly: bool = False,
     ) -> None:
         path = shutil.which(executable)
         if path is None:
@@ -66,6 +69,7 @@ class RedisServer:
         self.executable = path
         self.port = port or free_port(self.host)
         self.password = password
+        self.appendonly = appendonly
         self._dir = tempfile.TemporaryDirectory(prefix="wskit-redis-")
         self._proc: subprocess.Popen[bytes] | None = None
         #: How many times the server process was started.
@@ -85,13 +89,16 @@ class RedisServer:
         if self.running:
             return
         auth = ["--requirepass", self.password] if self.password else []
+        aof = ["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly else [
+            "--appendonly", "no"
+        ]  # fmt: skip
         self._proc = subprocess.Popen(
             [
                 self.executable,
                 "--port", str(self.port),
                 "--bind", self.host,
                 "--save", "",
-                "--appendonly", "no",
+                *aof,
                 "--dir", self._dir.name,
                 "--protected-mode", "yes",
                 "--daemonize", "no",
