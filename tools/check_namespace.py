@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Guard the PEP 420 ``wskit`` namespace layout of the monorepo (STYLE.md §2.1, §2.7).
+"""Guard the PEP 420 ``wskit`` namespace layout of the monorepo (a stray
+``__init__.py`` in ``src/wskit/`` would shadow every sibling distribution).
 
 Fails (exit 1) with a clear message when:
 

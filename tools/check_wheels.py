@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Verify built wskit-* wheels keep the PEP 420 namespace intact (STYLE.md §2.1, §2.2, §2.7).
+"""Verify built wskit-* wheels keep the PEP 420 namespace intact: no ``wskit/__init__.py``,
+``wskit/`` the only top level, every leaf under ``wskit/<leaf>/`` with its ``py.typed``.
 
 For every wheel given (files, or directories searched for ``*.whl``), assert that:
 

@@ -1,5 +1,9 @@
 """The chat demo's aiohttp server: the router of :mod:`examples.chat.router`
-at ``/ws``, a static page at ``/`` and the AsyncAPI document at ``/asyncapi.json``."""
+at ``/ws``, a static page at ``/`` and the AsyncAPI document at ``/asyncapi.json``.
+
+A name the server refuses is not refused at the HTTP upgrade (a browser cannot read a 401
+there): the WebSocket opens and the router closes it at once with code 4401 and the reason,
+which the page shows."""
 
 from __future__ import annotations
 
@@ -18,8 +22,8 @@ def make_app(router: Any | None = None) -> web.Application:
     """The demo's aiohttp app: the page at ``/``, the WebSocket at ``/ws``."""
     user_for = guest_names()
 
-    def authenticate(request: web.Request) -> dict[str, str] | None:
-        return user_for(request.query.get("name", ""))  # None -> HTTP 401
+    def authenticate(request: web.Request) -> dict[str, str]:
+        return user_for(request.query.get("name", ""))  # a refused name: closed with 4401
 
     async def index(request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html")

@@ -3,7 +3,7 @@
 - ``GET /``: the chat page (the same one as the aiohttp demo; it connects to ``/ws``);
 - ``GET /health``: an ordinary FastAPI route;
 - ``/ws``: the wskit router as a WebSocket route (``?name=alice``, else a guest name;
-  an invalid name is refused with HTTP 401 before the upgrade).
+  a name the server refuses is closed with 4401 and the reason, which the page shows).
 
 Run ``python -m examples.fastapi_chat`` (``wskit.asgi.serve``: closes the WebSockets
 with 1001 on Ctrl+C), or ``uvicorn examples.fastapi_chat.app:app`` (uvicorn then closes
@@ -25,8 +25,8 @@ def make_app() -> tuple[FastAPI, WebSocketApp[Any]]:
     """The FastAPI app and the WebSocket app mounted in it at ``/ws``."""
     user_for = guest_names()
 
-    def authenticate(request: AsgiRequest) -> dict[str, str] | None:
-        return user_for(request.query.get("name", ""))  # None -> HTTP 401
+    def authenticate(request: AsgiRequest) -> dict[str, str]:
+        return user_for(request.query.get("name", ""))  # a refused name: closed with 4401
 
     chat = create_asgi_app(build_router(), authenticate=authenticate)
     api = FastAPI(title="wskit chat", lifespan=chat.lifespan)

@@ -225,7 +225,7 @@ def test_reference_parser_reads_it(
 def test_chat_document_content() -> None:
     document = DOCUMENTS["chat"]()
     ops = document["operations"]
-    assert {"receive_JOIN", "receive_LEAVE", "receive_SAY", "rpc_HISTORY"} <= set(ops)
+    assert {"rpc_JOIN", "receive_LEAVE", "receive_SAY", "rpc_HISTORY"} <= set(ops)
     assert ops["send_WELCOME"]["x-wskit-sent-by"] == ["$ws:open"]
     room = ops["publish_topic_room_room"]
     assert room["x-wskit-sent-by"] == ["JOIN", "LEAVE", "SAY", "$ws:close"]
@@ -313,8 +313,9 @@ async def _exchange_chat(router: Any) -> tuple[list[Any], list[Any]]:
             sent.append(frame)
             c.send_raw(json.dumps(frame))
 
-        send(conn, {"type": Join.type, "payload": {"room": "lobby"}})
-        send(other, {"type": Join.type, "payload": {"room": "lobby"}})
+        lobby = {"room": "lobby"}
+        send(conn, {"type": Join.type, "meta": {"correlationId": "j1"}, "payload": lobby})
+        send(other, {"type": Join.type, "meta": {"correlationId": "j2"}, "payload": lobby})
         for i in range(25):
             send(
                 conn,
@@ -324,7 +325,9 @@ async def _exchange_chat(router: Any) -> tuple[list[Any], list[Any]]:
                     "payload": {"room": "lobby", "text": f"m{i}"},
                 },
             )
-        send(conn, {"type": Join.type, "payload": {"room": "Bad Room"}})
+        bad = {"room": "Bad Room"}
+        send(conn, {"type": Join.type, "meta": {"correlationId": "j3"}, "payload": bad})
+        send(conn, {"type": Say.type, "payload": {"room": "elsewhere", "text": "x"}})  # ERROR
         history = {"room": "lobby"}
         send(conn, {"type": History.type, "meta": {"correlationId": "h1"}, "payload": history})
         send(
@@ -348,6 +351,7 @@ async def test_chat_frames_match_the_document() -> None:
         "MESSAGE",
         "$ws:rpc-progress",
         "HISTORY_CHUNK",
+        "JOINED",
         "ERROR",
         "RPC_ERROR",
         "__heartbeat_ack",

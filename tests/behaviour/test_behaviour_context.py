@@ -564,9 +564,17 @@ async def test_disconnect_cancels_running_rpc_and_waits_for_events(app: Any) -> 
 
 
 async def test_duplicate_registration_raises(app: Any) -> None:
-    app.router.on(app.Ping, lambda ctx: None)
-    with pytest.raises(RouteConflictError, match="Handler already registered for type 'PING'"):
+    async def ping(ctx: Any) -> None:
+        pass
+
+    app.router.on(app.Ping, ping)
+    with pytest.raises(RouteConflictError) as info:
         app.router.on(app.Ping, lambda ctx: None)
+    text = str(info.value)
+    assert text.startswith("router.on('PING'): a handler (")
+    assert "test_duplicate_registration_raises.<locals>.ping) is already registered" in text
+    assert "Remove one of the two registrations" in text
+    assert "merge()" not in text
     with pytest.raises(TypeError, match="Schema kind mismatch"):
         app.router.rpc(app.Pong, lambda ctx: None)
 

@@ -1,4 +1,4 @@
-"""SPEC §3: what the server does with each kind of inbound frame.
+"""What the server does with each kind of inbound frame.
 
 Every row is answered on the wire (never silent), the connection stays
 usable, and every row is reported to on_error hooks/observers.
@@ -411,6 +411,25 @@ async def test_rpc_handler_without_reply_is_internal(app: Any) -> None:
         assert exc_info.value.code == "INTERNAL"
         assert exc_info.value.message == "handler completed without a reply"
         assert call.progress == [{"name": "working"}]
+        assert [r.code for r in h.take_reported()] == ["INTERNAL"]
+
+
+async def test_rpc_handler_without_reply_logs_a_warning_naming_it(
+    app: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    @app.router.rpc(app.GetUser)
+    async def forgetful(ctx: Any) -> None:
+        pass
+
+    async with Harness(app.router) as h:
+        conn = await h.connect()
+        with caplog.at_level("DEBUG", logger="wskit.core"), pytest.raises(RpcError):
+            await conn.call(app.GetUser, {"userId": "u"}).result()
+        (record,) = caplog.records
+        assert (record.levelname, record.exc_info) == ("WARNING", None)
+        text = record.getMessage()
+        assert text.startswith("wskit: the RPC handler for 'GET_USER' returned without ctx.reply()")
+        assert f"(client {conn.client_id})" in text and "RPC_ERROR INTERNAL" in text
         assert [r.code for r in h.take_reported()] == ["INTERNAL"]
 
 

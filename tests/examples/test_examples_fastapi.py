@@ -24,6 +24,15 @@ async def _recv(ws: aiohttp.ClientWebSocketResponse) -> Any:
     return json.loads(msg.data) if msg.type is aiohttp.WSMsgType.TEXT else msg
 
 
+def _join(cid: str) -> str:
+    frame = {"type": "JOIN", "meta": {"correlationId": cid}, "payload": {"room": "lobby"}}
+    return json.dumps(frame)
+
+
+def _joined(cid: str) -> dict[str, Any]:
+    return {"type": "JOINED", "meta": {"correlationId": cid}, "payload": {"room": "lobby"}}
+
+
 def _notice(text: str) -> dict[str, Any]:
     return {"type": "NOTICE", "meta": {}, "payload": {"room": "lobby", "text": text}}
 
@@ -62,22 +71,27 @@ async def test_fastapi_example_serves_the_chat_next_to_http_routes(
             assert "<title>wskit chat</title>" in await response.text()
         async with session.get(page + "health") as response:
             assert await response.json() == {"status": "ok", "connections": 0}
-        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-            await session.ws_connect(ws_url + "?name=not%20valid!", origin=origin)
-        assert refused.value.status == 401
+        # A refused name: the socket opens, then closes with 4401 and a reason a page can show.
+        refused = await session.ws_connect(ws_url + "?name=not%20valid!", origin=origin)
+        closing = await _recv(refused)
+        assert (closing.type, closing.data) == (aiohttp.WSMsgType.CLOSE, 4401)
+        assert closing.extra == "Names are 1-24 of A-Z a-z 0-9 _ -: 'not valid!' is not one"
+        await refused.close()
         with pytest.raises(aiohttp.WSServerHandshakeError) as foreign:
             await session.ws_connect(ws_url + "?name=eve", origin="http://evil.example")
         assert foreign.value.status == 403
 
         alice = await session.ws_connect(ws_url + "?name=alice", origin=origin)
         assert await _recv(alice) == {"type": "WELCOME", "meta": {}, "payload": {"user": "alice"}}
-        await alice.send_str('{"type": "JOIN", "payload": {"room": "lobby"}}')
+        await alice.send_str(_join("j1"))
         assert await _recv(alice) == _notice("alice joined")
+        assert await _recv(alice) == _joined("j1")
         bob = await session.ws_connect(ws_url, origin=origin)  # no name: a guest
         welcome = await _recv(bob)
         assert welcome["payload"]["user"].startswith("guest-")
-        await bob.send_str('{"type": "JOIN", "payload": {"room": "lobby"}}')
+        await bob.send_str(_join("j2"))
         assert await _recv(bob) == _notice(f"{welcome['payload']['user']} joined")
+        assert await _recv(bob) == _joined("j2")
         assert (await _recv(alice))["type"] == "NOTICE"
         async with session.get(page + "health") as response:
             assert await response.json() == {"status": "ok", "connections": 2}

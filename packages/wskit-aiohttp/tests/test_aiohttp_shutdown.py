@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import sys
 import textwrap
 from pathlib import Path
@@ -215,6 +216,11 @@ def test_runner_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> 
         "allowed_origins",
         "max_connections",
         "heartbeat",
+        "authenticate",
+        "max_message_bytes",
+        "max_buffered_bytes",
+        "overflow",
+        "shutdown_timeout",
     }
     for action in flags:
         assert action.help is not None and "(default: " in action.help, action.dest
@@ -229,6 +235,8 @@ def test_runner_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> 
         "(default: on a loopback --host, localhost, 127.0.0.1 and [::1] only; else any)",
         "(default: unlimited)",
         "(default: off)",
+        "(default: none, every connection is accepted and ctx.data starts as {})",
+        "(default: 10.0)",
     ):
         assert shown in text
 
@@ -241,6 +249,8 @@ def test_runner_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> 
         (["--allowed-origin", "app.example"], "allowed_origins: invalid entry 'app.example'"),
         (["--heartbeat", "0"], "expected a positive number of seconds, got '0'"),
         (["--port", "70000"], "expected a port number (0-65535), got '70000'"),
+        (["--max-message-bytes", "0"], "expected a positive number of bytes, got '0'"),
+        (["--overflow", "explode"], "invalid choice: 'explode'"),
     ],
 )
 def test_runner_bad_flags_are_usage_errors(
@@ -259,3 +269,111 @@ def test_runner_bad_flags_are_usage_errors(
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert message in err
+
+
+AUTH_MODULE = textwrap.dedent(
+    """
+    from wskit.pydantic import create_router, message, with_pydantic
+
+    Who = message("WHO")
+    You = message("YOU", user=str)
+
+    router = create_router().plugin(with_pydantic())
+
+    @router.on(Who)
+    async def who(ctx):
+        ctx.send(You, {"user": ctx.data["user"]})
+
+    def authenticate(request):
+        user = request.query.get("user")
+        return {"user": user} if user else None
+
+    not_callable = 42
+    """
+)
+
+
+async def test_runner_authenticate_flag(
+    tmp_path: Path, session: aiohttp.ClientSession, recv: Any, wait_for: Any
+) -> None:
+    (tmp_path / "authmod.py").write_text(AUTH_MODULE)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "wskit.aiohttp",
+        "authmod:router",
+        "--port",
+        "0",
+        "--authenticate",
+        "authmod:authenticate",
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        url = (await wait_for(proc.stdout.readline())).decode().split()[2]
+        async with session.ws_connect(url + "?user=ann") as ws:
+            await ws.send_str('{"type": "WHO"}')
+            assert await recv(ws) == {"type": "YOU", "meta": {}, "payload": {"user": "ann"}}
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await wait_for(session.ws_connect(url))
+        assert refused.value.status == 401
+        proc.send_signal(signal.SIGTERM)
+        assert await wait_for(proc.wait()) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["authmod:router", "--authenticate", "authmod:missing"],
+            "wskit.aiohttp: 'authmod:missing': module 'authmod' has no attribute 'missing'",
+        ),
+        (
+            ["authmod:router", "--authenticate", "authmod:not_callable"],
+            "wskit.aiohttp: --authenticate 'authmod:not_callable' is a int, not a function "
+            "authenticate(request) -> connection data or None",
+        ),
+        (
+            ["authmod:router", "--authenticate", "authenticate"],
+            "wskit.aiohttp: expected module:function, got 'authenticate'",
+        ),
+        (
+            ["nosuchmod:router"],
+            "wskit.aiohttp: cannot import 'nosuchmod' for 'nosuchmod:router' (No module named "
+            "'nosuchmod'); run from the directory that holds it, or add that directory to "
+            "PYTHONPATH",
+        ),
+    ],
+)
+def test_runner_load_errors_are_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
+    (tmp_path / "authmod.py").write_text(AUTH_MODULE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == message
+
+
+def test_runner_port_taken_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "authmod.py").write_text(AUTH_MODULE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit) as info:
+            main(["authmod:router", "--port", str(port)])
+    text = str(info.value.code)
+    assert text.startswith(f"wskit.aiohttp: cannot listen on 127.0.0.1:{port}: ")
+    assert text.endswith(
+        "another server is using it: stop it, or pass another --port (0 picks a free one)"
+    )
+    assert "\n" not in text

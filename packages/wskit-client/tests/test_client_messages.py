@@ -255,3 +255,21 @@ async def test_request_on_closed_client_is_a_state_error(schemas: Any, server: A
         await client.request(schemas.Echo, payload={"text": "x"})
     with pytest.raises(StateError):
         await client.wait_open()
+
+
+async def test_outbound_validation_error_names_type_and_fields() -> None:
+    from wskit.pydantic import rpc
+
+    Echo = rpc("ECHO", {"text": str}, "ECHO_REPLY", {"text": str})
+    client = Client("ws://127.0.0.1:9/", reconnect=False)  # never connected: checks come first
+    with pytest.raises(ValidationError) as info:
+        client.send(Echo, payload={"text": 5, "extra": 1})
+    assert str(info.value) == (
+        "Cannot send 'ECHO': payload.text: Input should be a valid string; "
+        "payload.extra: Extra inputs are not permitted"
+    )
+    assert [i["path"] for i in info.value.issues] == [["payload", "text"], ["payload", "extra"]]
+    with pytest.raises(ValidationError, match=r"^Cannot send 'ECHO': payload\.text: Field"):
+        await client.request(Echo, payload={})
+    with pytest.raises(ValidationError, match=r"^Cannot send 'ECHO': meta\.trace: Unrecognized"):
+        client.send(Echo, payload={"text": "a"}, meta={"trace": "t1"})

@@ -1,4 +1,4 @@
-"""ctx.topics: SPEC ordering, idempotent no-ops, rules, limits, ACL, batches, cleanup."""
+"""ctx.topics: the order of checks, idempotent no-ops, rules, limits, ACL, batches, cleanup."""
 
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ async def test_subscribe_from_a_handler_and_on_open() -> None:
         assert conn.errors == []
 
 
-# -------------------------------------------------------- SPEC ordering
+# ------------------------- order: normalize, validate, authorize, limit, adapter, state, hooks
 
 
 async def test_order_normalize_validate_authorize_limit_adapter_state_hooks() -> None:

@@ -1,4 +1,6 @@
-"""The in-memory token bucket: digest §6.2, rule by rule, on an injected clock."""
+"""The in-memory token bucket, rule by rule, on an injected clock: a new key starts full,
+refill is floor(elapsed * rate) capped at capacity, the refill time advances only when tokens
+are added, a refused call takes nothing."""
 
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ def make(capacity: int = 5, rate: float = 2.0, **kw: object) -> tuple[MemoryRate
     return memory_rate_limiter(capacity=capacity, tokens_per_second=rate, clock=clock, **kw), clock  # type: ignore[arg-type]
 
 
-async def test_digest_test_vector() -> None:
+async def test_reference_vector() -> None:
     limiter, _ = make(5, 2)
     assert await limiter.consume("k", 5) == Decision(True, 0)
     assert await limiter.consume("k", 3) == Decision(False, 0, 1500)

@@ -115,7 +115,7 @@ async def test_timing_free_sequences_agree(redis_client: redis.Redis, seed: int)
         assert await remote.consume(key, cost) == await local.consume(key, cost)
 
 
-async def test_digest_vector_on_both(redis_client: redis.Redis) -> None:
+async def test_reference_vector_on_both(redis_client: redis.Redis) -> None:
     remote = redis_rate_limiter(redis_client, capacity=5, tokens_per_second=2)
     local = memory_rate_limiter(capacity=5, tokens_per_second=2, clock=lambda: 0.0)
     expected = [Decision(True, 0), Decision(False, 0, 1500)]

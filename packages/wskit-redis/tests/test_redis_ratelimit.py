@@ -23,7 +23,7 @@ async def settle(h: Harness[Any], conn: Any) -> None:
     await h.flush()
 
 
-async def test_digest_test_vector(redis_client: redis.Redis) -> None:
+async def test_reference_vector(redis_client: redis.Redis) -> None:
     limiter = redis_rate_limiter(redis_client, capacity=5, tokens_per_second=2)
     assert isinstance(limiter, RateLimiter)
     assert await limiter.consume("k", 5) == Decision(True, 0)

@@ -1,39 +1,74 @@
-"""``python -m wskit.aiohttp module:router [--host H] [--port P] [--path /ws] ...``
+"""``python -m wskit.aiohttp module:router [--authenticate module:func] [--port P] ...``
 
 ``--help`` lists every flag with its default."""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import math
 import os
 import sys
 from collections.abc import Sequence
+from typing import cast
 
+from wskit.aiohttp.handler import Authenticate
 from wskit.aiohttp.server import _run, create_app, pick_uvloop
 from wskit.core.connection import HeartbeatOptions
 from wskit.core.router import Router
 
-__all__ = ["build_parser", "load_router", "main"]
+__all__ = ["build_parser", "load_object", "load_router", "main"]
+
+
+def load_object(target: str, what: str = "module:name") -> object:
+    """Import ``module:attr`` (``attr`` may be dotted) from the current directory
+    or ``sys.path``; a mistake exits with a one-line message saying what to fix."""
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise SystemExit(f"wskit.aiohttp: expected {what}, got {target!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        obj: object = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not module_name.startswith(exc.name):
+            raise  # the module exists but one of its own imports failed: show that
+        raise SystemExit(
+            f"wskit.aiohttp: cannot import {module_name!r} for {target!r} ({exc}); run from "
+            f"the directory that holds it, or add that directory to PYTHONPATH"
+        ) from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise SystemExit(
+                f"wskit.aiohttp: {target!r}: {type(obj).__name__} "
+                f"{getattr(obj, '__name__', module_name)!r} has no attribute {part!r}"
+            ) from None
+    return obj
 
 
 def load_router(target: str) -> Router[object]:
     """Import ``module:attr`` (``attr`` may be dotted); call it if it is a
     factory rather than a router."""
-    module_name, sep, attr = target.partition(":")
-    if not sep or not module_name or not attr:
-        raise SystemExit(f"wskit.aiohttp: expected module:router, got {target!r}")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    obj: object = importlib.import_module(module_name)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
+    obj = load_object(target, "module:router")
     if not isinstance(obj, Router) and callable(obj):
         obj = obj()
     if not isinstance(obj, Router):
         raise SystemExit(f"wskit.aiohttp: {target!r} is not a wskit Router")
     return obj
+
+
+def load_authenticate(target: str) -> Authenticate:
+    """Import the ``authenticate(request)`` function named by ``module:func``."""
+    obj = load_object(target, "module:function")
+    if not callable(obj):
+        raise SystemExit(
+            f"wskit.aiohttp: --authenticate {target!r} is a {type(obj).__name__}, not a "
+            f"function authenticate(request) -> connection data or None"
+        )
+    return cast("Authenticate", obj)
 
 
 def _seconds(text: str) -> float:
@@ -44,6 +79,12 @@ def _seconds(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
     return value
+
+
+def _size(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of bytes, got {text!r}")
+    return int(text)
 
 
 def _port(text: str) -> int:
@@ -72,6 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--path", default="/", help="URL path of the WebSocket endpoint (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--authenticate",
+        metavar="MODULE:FUNC",
+        help=(
+            "function authenticate(request) run on every upgrade: what it returns becomes "
+            "ctx.data, None refuses with 401 (default: none, every connection is accepted "
+            "and ctx.data starts as {})"
+        ),
     )
     parser.add_argument(
         "--allowed-host",
@@ -115,6 +165,37 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="ping interval; a peer silent for 5 s after a ping is closed (default: off)",
     )
+    parser.add_argument(
+        "--max-message-bytes",
+        type=_size,
+        default=None,
+        metavar="BYTES",
+        help="largest inbound frame; a larger one closes with 1009 (default: the router's, "
+        "1 MiB unless create_router() says otherwise)",
+    )
+    parser.add_argument(
+        "--max-buffered-bytes",
+        type=_size,
+        default=None,
+        metavar="BYTES",
+        help="outbound bytes queued per connection before --overflow applies (default: the "
+        "router's, 1 MiB unless create_router() says otherwise)",
+    )
+    parser.add_argument(
+        "--overflow",
+        choices=("close", "drop"),
+        default=None,
+        help="when a client reads too slowly: close it with 1013, or drop frames and send "
+        "RESOURCE_EXHAUSTED (default: the router's, close unless create_router() says "
+        "otherwise)",
+    )
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="on SIGINT/SIGTERM, how long open connections get to close (default: %(default)s)",
+    )
     return parser
 
 
@@ -122,6 +203,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     router = load_router(args.target)
+    authenticate = load_authenticate(args.authenticate) if args.authenticate else None
     try:
         heartbeat = (
             HeartbeatOptions(interval_ms=args.heartbeat * 1000)
@@ -135,6 +217,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             allowed_hosts=args.allowed_hosts,
             max_connections=args.max_connections,
             heartbeat=heartbeat,
+            authenticate=authenticate,
+            max_message_bytes=args.max_message_bytes,
+            max_buffered_bytes=args.max_buffered_bytes,
+            overflow=args.overflow,
+            shutdown_timeout=args.shutdown_timeout,
         )
     except ValueError as exc:
         parser.error(str(exc))
@@ -142,7 +229,30 @@ def main(argv: Sequence[str] | None = None) -> None:
         pick_uvloop(args.loop)
     except RuntimeError as exc:
         parser.error(str(exc))
-    _run(app, host=args.host, port=args.port, path=args.path, loop=args.loop)
+    try:
+        _run(
+            app,
+            host=args.host,
+            port=args.port,
+            path=args.path,
+            shutdown_timeout=args.shutdown_timeout,
+            loop=args.loop,
+        )
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            raise
+        raise SystemExit(listen_error(args.host, args.port, exc)) from None
+
+
+def listen_error(host: str, port: int, exc: OSError) -> str:
+    """One line for a port that cannot be listened on (taken, privileged, no such address)."""
+    if exc.errno == errno.EADDRINUSE:
+        hint = "another server is using it: stop it, or pass another --port (0 picks a free one)"
+    elif exc.errno == errno.EACCES:
+        hint = "ports below 1024 need privileges: pass a --port above 1023"
+    else:
+        hint = "this machine has no such address: check --host"
+    return f"wskit.aiohttp: cannot listen on {host}:{port}: {exc.strerror or exc}; {hint}"
 
 
 if __name__ == "__main__":

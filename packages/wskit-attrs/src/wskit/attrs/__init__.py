@@ -34,7 +34,7 @@ from wskit.attrs._codec import VALIDATOR_NAME, AttrsCodec, quick_class
 from wskit.attrs._converter import WIRE_NAME, make_converter, register_wire_names
 from wskit.core.errors import SchemaDefinitionError
 from wskit.core.router import ValidatorPlugin, create_router
-from wskit.core.schema import MessageSchema, RpcSchema, define_rpc
+from wskit.core.schema import MessageSchema, RpcSchema, check_message_type, define_rpc
 
 __all__ = [
     "WIRE_NAME",
@@ -63,12 +63,16 @@ def _codec(
 ) -> AttrsCodec[Any] | None:
     if spec is None:
         return None
-    if isinstance(spec, type) and attrs.has(spec):
-        return AttrsCodec(spec, forbid_extra=strict, converter=converter)
-    if isinstance(spec, Mapping):
-        return AttrsCodec(
-            quick_class(message_type, spec, suffix), forbid_extra=strict, converter=converter
-        )
+    try:
+        if isinstance(spec, type) and attrs.has(spec):
+            return AttrsCodec(spec, forbid_extra=strict, converter=converter)
+        if isinstance(spec, Mapping):
+            return AttrsCodec(
+                quick_class(message_type, spec, suffix), forbid_extra=strict, converter=converter
+            )
+    except SchemaDefinitionError as exc:
+        part = "meta" if suffix == "Meta" else "payload"
+        raise SchemaDefinitionError(f"message {message_type!r} {part}: {exc}") from exc
     raise SchemaDefinitionError(
         f"{message_type!r}: a payload is an attrs class or a mapping of "
         f"field name to type, got {spec!r}"
@@ -144,6 +148,7 @@ def message(
     (and drops) unknown top-level payload keys; ``converter`` is a converter
     from :func:`make_converter` carrying your cattrs overrides.
     """
+    check_message_type(message_type)
     if fields:
         if payload is not None:
             raise SchemaDefinitionError(
@@ -241,6 +246,8 @@ def rpc(
     ``rpc("GET_USER", {"user_id": str}, "USER_DATA", {"name": str})`` or with
     attrs classes. Progress updates are validated against the response schema.
     """
+    check_message_type(request_type)
+    check_message_type(response_type)
     return define_rpc(
         request_type,
         _codec(request_type, request, strict=strict, suffix="Payload", converter=converter),

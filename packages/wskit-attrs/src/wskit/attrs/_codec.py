@@ -72,8 +72,11 @@ class AttrsCodec(Generic[A]):
             names = wire_names(self.converter, cl)
             hook = self.converter.get_structure_hook(cl)
         except Exception as exc:
+            reason = str(exc).rstrip(".")
             raise SchemaDefinitionError(
-                f"cannot build a cattrs converter for {cl.__name__}: {exc}"
+                f"cannot build a cattrs converter for {_failing_field(self.converter, cl)}: "
+                f"{reason}. A field's type must be one cattrs can structure (str, "
+                f"int | None, list[str], an attrs class...), or register a structure hook for it."
             ) from exc
         if not forbid_extra:
             overrides = dict(getattr(hook, "overrides", None) or {})
@@ -203,6 +206,16 @@ def _field(name: str, spec: Any) -> Any:
             )
         return attrs.field(type=t, default=default, metadata={WIRE_NAME: wire})
     return attrs.field(type=spec, metadata={WIRE_NAME: wire})
+
+
+def _failing_field(converter: cattrs.Converter, cl: type[Any]) -> str:
+    """``field 'x' (type ...) of Cls`` for the first field cattrs cannot structure."""
+    for field in attrs.fields(cl):
+        try:
+            converter.get_structure_hook(field.type)
+        except Exception:
+            return f"field {field.name!r} (type {field.type!r}) of {cl.__name__}"
+    return cl.__name__
 
 
 def quick_class(message_type: str, fields: Mapping[str, Any], suffix: str) -> type[Any]:

@@ -2,7 +2,8 @@
 
 cattrs' stock converter is lenient: ``int("5")`` structures a string into an
 integer, any iterable (even ``"abc"``) becomes a list, ``True`` passes as
-``1``. wskit's wire is strict (SPEC §2), so this module registers hooks that
+``1``. wskit's wire is strict (a value must already have its JSON type, and
+unknown keys are refused), so this module registers hooks that
 accept exactly the JSON forms of each type and nothing looser, and lets cattrs'
 generated attrs-class functions do the rest (unknown keys forbidden,
 detailed validation, per-field renames).

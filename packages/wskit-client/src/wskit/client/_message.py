@@ -130,7 +130,7 @@ def build_meta(
     extended: dict[str, Any] | None = None
     ts_server = compat == "ws-kit-ts"
     if ts_server and idempotency_key is not None:
-        raise _ts_idempotency_error()
+        raise _ts_idempotency_error(schema.type)
     if meta:
         issues: list[Issue] = []
         for key, value in meta.items():
@@ -138,7 +138,7 @@ def build_meta(
                 continue
             if ts_server and key in _TS_UNKNOWN_META:
                 if key == "idempotencyKey":
-                    raise _ts_idempotency_error()
+                    raise _ts_idempotency_error(schema.type)
                 continue
             if key in STANDARD_META_KEYS:
                 issue = _meta_issue(key, value)
@@ -152,13 +152,13 @@ def build_meta(
         if extended and schema.meta is None:
             issues.extend(Issue(["meta", k], "Unrecognized key") for k in extended)
         if issues:
-            raise ValidationError("Outbound validation failed", issues)
+            raise outbound_error(schema.type, issues)
     if schema.meta is not None:
         try:
             wire = schema.meta.encode(extended or {}, validate=True)
         except ValidationError as exc:
-            raise ValidationError(
-                "Outbound validation failed",
+            raise outbound_error(
+                schema.type,
                 [Issue(["meta", *i.get("path", [])], str(i.get("message"))) for i in exc.issues],
             ) from None
         out.update(wire)
@@ -169,9 +169,21 @@ def build_meta(
     return out
 
 
-def _ts_idempotency_error() -> ValidationError:
-    return ValidationError(
-        "Outbound validation failed",
+def outbound_error(message_type: str, issues: list[Issue]) -> ValidationError:
+    """A :class:`ValidationError` whose text names the message type and its issues
+    (``Cannot send 'GET_USER': payload.userId: Field required``); the issues
+    themselves are in ``.issues``."""
+    shown = "; ".join(
+        f"{'.'.join(str(p) for p in i.get('path', [])) or '(root)'}: {i.get('message')}"
+        for i in issues[:5]
+    )
+    more = f"; and {len(issues) - 5} more" if len(issues) > 5 else ""
+    return ValidationError(f"Cannot send {message_type!r}: {shown}{more}", issues)
+
+
+def _ts_idempotency_error(message_type: str) -> ValidationError:
+    return outbound_error(
+        message_type,
         [
             Issue(
                 ["meta", "idempotencyKey"],
@@ -223,8 +235,8 @@ def encode_message(schema: MessageSchema[Any], payload: Any, meta: dict[str, Any
     try:
         wire = codec.encode(payload, validate=schema.validate_outgoing is not False)
     except ValidationError as exc:
-        raise ValidationError(
-            "Outbound validation failed",
+        raise outbound_error(
+            schema.type,
             [Issue(["payload", *i.get("path", [])], str(i.get("message"))) for i in exc.issues],
         ) from None
     return encode_envelope(schema.type, meta, wire, has_payload=True)

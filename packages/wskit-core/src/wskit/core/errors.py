@@ -257,8 +257,10 @@ class OutboundValidationError(WskitError):
 class ProtocolError(RpcError):
     """An inbound frame the router could not accept (bad JSON, unknown type...).
 
-    Passed to ``on_error`` hooks for every row of the SPEC §3 table; its
-    ``code`` is the one sent to the client.
+    Passed to ``on_error`` hooks for every inbound frame the router answers
+    with an error (bad JSON, reserved or unknown type, failed validation, a
+    handler that completed without a reply...); its ``code`` is the one sent
+    to the client.
     """
 
     def __init__(

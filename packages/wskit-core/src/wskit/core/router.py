@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 from wskit.core.clock import Clock, SystemClock
 from wskit.core.connection import Connection, ErrorInfo, HeartbeatOptions, OverflowPolicy
 from wskit.core.context import CloseContext, MessageContext, OpenContext, RpcContext
-from wskit.core.errors import CapabilityError, ErrorCode, RouteConflictError, RpcError
+from wskit.core.errors import (
+    CapabilityError,
+    ErrorCode,
+    ProtocolError,
+    RouteConflictError,
+    RpcError,
+)
 from wskit.core.schema import MessageSchema, RpcSchema
 
 if TYPE_CHECKING:
@@ -319,9 +325,13 @@ class Router(Generic[D]):
             raise TypeError(f"router.{how}({schema.type!r}): handler must be callable")
         self._check_validators(schema, f"router.{how}({schema.type!r})")
         if schema.type in self._routes:
+            existing = self._routes[schema.type].handler
+            existing = getattr(existing, "__wrapped__", existing)
+            name = getattr(existing, "__qualname__", None) or repr(existing)
             raise RouteConflictError(
-                f"Handler already registered for type {schema.type!r}. "
-                f"Use merge() with on_conflict if needed."
+                f"router.{how}({schema.type!r}): a handler ({name}) is already registered for "
+                f"type {schema.type!r}, and a type has one handler per router. Remove one of "
+                f"the two registrations, or give the second its own message type."
             )
         self._routes[schema.type] = Route(
             schema, _as_async(handler), tuple(_as_async(m) for m in middleware)
@@ -540,7 +550,17 @@ class Router(Generic[D]):
         hooks = self._error_hooks
         if not hooks:
             code = getattr(exc, "code", None)
-            if isinstance(exc, RpcError) and code != ErrorCode.INTERNAL:
+            if isinstance(exc, ProtocolError) and code == ErrorCode.INTERNAL:
+                # The one INTERNAL protocol error: an RPC handler that returned without
+                # replying. A bug in the handler, not a crash: say what to fix.
+                _log.warning(
+                    "wskit: the RPC handler for %r returned without ctx.reply() or "
+                    "ctx.error() (client %s); the client got RPC_ERROR INTERNAL. Reply, "
+                    "answer with ctx.error(), or raise RpcError on every path.",
+                    info.message_type,
+                    info.client_id,
+                )
+            elif isinstance(exc, RpcError) and code != ErrorCode.INTERNAL:
                 # Answered to the client with its own code (bad input, or an error a
                 # handler raised on purpose): not a server fault.
                 _log.debug(

@@ -9,9 +9,15 @@ itself only ships :class:`JsonObjectCodec`, which accepts any JSON object.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
+from typing import Any, Final, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
-from wskit.core.envelope import RESERVED_META_KEYS, STANDARD_META_KEYS, is_reserved_type
+from wskit.core.envelope import (
+    ERROR,
+    RESERVED_META_KEYS,
+    RPC_ERROR,
+    STANDARD_META_KEYS,
+    is_reserved_type,
+)
 from wskit.core.errors import Issue, SchemaDefinitionError, ValidationError
 
 __all__ = [
@@ -21,6 +27,7 @@ __all__ = [
     "PayloadCodec",
     "RpcSchema",
     "any_object",
+    "check_message_type",
     "define_message",
     "define_rpc",
     "envelope_json_schema",
@@ -90,13 +97,32 @@ class JsonObjectCodec:
 _ANY_OBJECT = JsonObjectCodec()
 
 
-def _check_type(message_type: object) -> str:
+#: Frame types the server itself sends for failures; no schema may take them.
+_SYSTEM_TYPES: Final = frozenset({ERROR, RPC_ERROR})
+
+
+def check_message_type(message_type: object) -> str:
+    """Return ``message_type`` if a schema may use it, else raise
+    :class:`SchemaDefinitionError` saying why and what to do instead.
+
+    A type is a non-empty string that does not start with ``$ws:`` or ``__``
+    (reserved for system frames) and is not ``ERROR`` or ``RPC_ERROR`` (the
+    frames the server sends for failures).
+    """
     if not isinstance(message_type, str) or not message_type:
-        raise SchemaDefinitionError("Message type must be a non-empty string")
+        raise SchemaDefinitionError(
+            f"A message type must be a non-empty string, got {message_type!r}"
+        )
     if is_reserved_type(message_type):
         raise SchemaDefinitionError(
-            f"Message type cannot start with '$ws:' or '__' (reserved for the system): "
-            f"{message_type!r}"
+            f"Message type {message_type!r} is reserved: types starting with '$ws:' or '__' "
+            f"belong to system frames. Choose a name without that prefix."
+        )
+    if message_type in _SYSTEM_TYPES:
+        raise SchemaDefinitionError(
+            f"Message type {message_type!r} is a system frame type: the server sends ERROR "
+            f"and RPC_ERROR for failures, and clients treat them so. Choose another name "
+            f"(e.g. 'APP_{message_type}'), or send a failure with ctx.error(code, message)."
         )
     return message_type
 
@@ -121,7 +147,7 @@ class MessageSchema(Generic[P]):
         meta: PayloadCodec[Any] | None = None,
         validate_outgoing: bool | None = None,
     ) -> None:
-        self.type: str = _check_type(message_type)
+        self.type: str = check_message_type(message_type)
         self.payload: PayloadCodec[P] | None = payload
         if meta is not None:
             names = meta.field_names

@@ -112,7 +112,7 @@ class TopicsView:
 class ConnectionTopics(TopicsView):
     """One connection's subscriptions (``ctx.topics``).
 
-    Every change runs in the SPEC order: normalize → idempotency check (a no-op
+    Every change runs in this order: normalize → idempotency check (a no-op
     returns at once with no side effects) → validate → authorize → limit →
     adapter → local state → hooks. Batches are all-or-nothing: nothing changes
     unless every topic passes, and adapter calls already made are rolled back

@@ -1,4 +1,5 @@
-"""Topic rules (SPEC §6): what a topic name may look like."""
+"""Topic rules: what a topic name may look like (by default 1-128 of ``a-z 0-9 : _ . / -``,
+case-insensitive)."""
 
 from __future__ import annotations
 

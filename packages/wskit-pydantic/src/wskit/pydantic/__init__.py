@@ -28,7 +28,7 @@ from pydantic import BaseModel
 
 from wskit.core.errors import SchemaDefinitionError
 from wskit.core.router import ValidatorPlugin, create_router
-from wskit.core.schema import MessageSchema, RpcSchema, define_rpc
+from wskit.core.schema import MessageSchema, RpcSchema, check_message_type, define_rpc
 from wskit.pydantic._codec import VALIDATOR_NAME, PydanticCodec, quick_model
 
 __all__ = [
@@ -122,6 +122,7 @@ def message(
     overrides the router default for this schema; ``strict=False`` accepts
     unknown top-level payload keys.
     """
+    check_message_type(message_type)
     if fields:
         if payload is not None:
             raise SchemaDefinitionError(
@@ -214,6 +215,8 @@ def rpc(
     ``rpc("GET_USER", {"user_id": str}, "USER_DATA", {"name": str})`` or with
     model classes. Progress updates are validated against the response schema.
     """
+    check_message_type(request_type)
+    check_message_type(response_type)
     return define_rpc(
         request_type,
         _codec(request_type, request, strict=strict, suffix="Payload"),

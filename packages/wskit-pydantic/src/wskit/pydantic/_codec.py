@@ -190,7 +190,29 @@ def quick_model(message_type: str, fields: Mapping[str, Any], suffix: str) -> ty
             definitions[name] = (spec.annotation if spec.annotation is not None else Any, spec)
         else:
             definitions[name] = (spec, ...)
-    model: type[BaseModel] = pydantic.create_model(
-        _model_name(message_type, suffix), __config__=_QUICK_CONFIG, **definitions
-    )
+    name = _model_name(message_type, suffix)
+    try:
+        model: type[BaseModel] = pydantic.create_model(
+            name, __config__=_QUICK_CONFIG, **definitions
+        )
+    except Exception as exc:
+        raise _field_error(message_type, suffix, fields, definitions) or exc from exc
     return model
+
+
+def _field_error(
+    message_type: str, suffix: str, fields: Mapping[str, Any], definitions: dict[str, Any]
+) -> SchemaDefinitionError | None:
+    """Name the first quick-form field pydantic cannot build (one model per field)."""
+    part = "meta" if suffix == "Meta" else "payload"
+    for field, definition in definitions.items():
+        try:
+            pydantic.create_model("Probe", __config__=_QUICK_CONFIG, **{field: definition})
+        except Exception as exc:
+            reason = str(exc).split("\n", 1)[0].split(". ", 1)[0].rstrip(".")
+            return SchemaDefinitionError(
+                f"message {message_type!r}: {part} field {field!r} = {fields[field]!r} is not "
+                f"a type pydantic can validate ({reason}). Give a type (str, int | None, "
+                f"list[str], a BaseModel), a (type, default) pair or a pydantic Field(...)."
+            )
+    return None
