@@ -79,7 +79,8 @@ class WriteCoalescer:
         self._scheduled = False
         dirty, self._dirty = self._dirty, []
         for transport in dirty:
-            transport.flush()
+            if transport._pending is not None:  # (most were flushed by their worker)
+                transport.flush()
 
 
 class AiohttpTransport:

@@ -44,6 +44,7 @@ from wskit.core.envelope import (
     HEARTBEAT_ACK,
     correlation_id,
     decode_frame,
+    dumps,
     encode_envelope,
     encode_error,
 )
@@ -547,9 +548,9 @@ class Connection(Generic[D]):
         out_meta = {k: v for k, v in meta.items() if k not in _OUT_META_DROP} if meta else {}
         if correlation_id is not None:
             out_meta["correlationId"] = correlation_id
-        return encode_envelope(
-            message_type or schema.type, out_meta, wire, has_payload=codec is not None
-        )
+        if codec is None:
+            return dumps({"type": message_type or schema.type, "meta": out_meta})
+        return dumps({"type": message_type or schema.type, "meta": out_meta, "payload": wire})
 
     def send(
         self,

@@ -177,7 +177,8 @@ class MessageContext(_SendingContext[D], Generic[P, D]):
         any) is copied to the outbound frame.
         """
         cid = self.meta.get("correlationId") if inherit_correlation_id else None
-        self.connection.send(schema, payload, meta=meta, correlation_id=cid)
+        conn = self.connection
+        conn.send_frame(conn.encode(schema, payload, meta=meta, correlation_id=cid))
 
     def error(
         self,

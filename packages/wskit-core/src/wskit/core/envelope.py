@@ -90,24 +90,20 @@ _decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_parse_
 _scan_once: Any = _decoder.scan_once  # type: ignore[attr-defined]  # the C scanner
 
 
-def _c_encoder() -> Callable[[Any], str]:
-    """The C encoder behind ``_encoder``, called directly: ``JSONEncoder.encode``
+def _c_chunks() -> Callable[[Any, int], Any]:
+    """The C encoder behind ``_encoder``, to be called directly: ``JSONEncoder.encode``
     builds it anew on every call (circular references then end in RecursionError
     instead of ValueError; wskit's callers handle both)."""
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:  # pragma: no cover - an interpreter without the C accelerator
-        return _encoder.encode
-    chunks = make(
+        return lambda obj, level: (_encoder.encode(obj),)
+    chunks: Callable[[Any, int], Any] = make(
         None, _encoder.default, json.encoder.encode_basestring, None, ":", ",", False, False, False
     )
-
-    def encode(obj: Any) -> str:
-        return "".join(chunks(obj, 0))
-
-    return encode
+    return chunks
 
 
-_encode: Final = _c_encoder()
+_chunks: Final = _c_chunks()
 
 
 def dumps(obj: Any) -> str:
@@ -116,7 +112,7 @@ def dumps(obj: Any) -> str:
     NaN and infinities are refused (``ValueError``). Lone surrogates in strings
     are written as ``\\uXXXX`` escapes, so the result always encodes to UTF-8.
     """
-    text = _encode(obj)
+    text = "".join(_chunks(obj, 0))
     if text.isascii() or _surrogate.search(text) is None:
         return text
     return _ascii_encoder.encode(obj)

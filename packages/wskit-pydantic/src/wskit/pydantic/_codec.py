@@ -89,21 +89,23 @@ class PydanticCodec(Generic[M]):
             unknown = [Issue([k], "Unrecognized key") for k in data if k not in allowed]
             data = {k: v for k, v in data.items() if k in allowed}
         try:
-            result = self._validate(data)
-        except ValidationError as exc:
-            raise ValidationError("Validation failed", [*unknown, *exc.issues]) from None
+            result: M = self._validate_python(data, strict=self._strict)
+            if not unknown:
+                return result
+        except pydantic.ValidationError as first:
+            try:
+                result = self._validate_again(data, first)
+            except ValidationError as exc:
+                raise ValidationError("Validation failed", [*unknown, *exc.issues]) from None
         if unknown:
             raise ValidationError("Validation failed", unknown)
         return result
 
-    def _validate(self, data: dict[str, Any]) -> M:
-        try:
-            result: M = self._validate_python(data, strict=self._strict)
-            return result
-        except pydantic.ValidationError as exc:
-            if not self._strict or any(e["type"] in _NO_JSON_RETRY for e in exc.errors()):
-                raise ValidationError("Validation failed", _issues(exc)) from None
-            first = exc
+    def _validate_again(self, data: dict[str, Any], first: pydantic.ValidationError) -> M:
+        """After strict Python validation failed with ``first``: the strict JSON-mode
+        retry where it applies, else ``first`` as a wskit ValidationError."""
+        if not self._strict or any(e["type"] in _NO_JSON_RETRY for e in first.errors()):
+            raise ValidationError("Validation failed", _issues(first)) from None
         # Strict Python mode refuses JSON-native forms (ISO datetimes, enum values,
         # arrays for tuples); strict JSON mode accepts exactly those and nothing looser.
         try:
@@ -112,7 +114,7 @@ class PydanticCodec(Generic[M]):
             # Not JSON data: only the strict Python answer applies.
             raise ValidationError("Validation failed", _issues(first)) from None
         try:
-            result = self._validate_json(text, strict=True)
+            result: M = self._validate_json(text, strict=True)
             return result
         except pydantic.ValidationError as exc:
             if any(e["type"] == "json_invalid" for e in exc.errors()):
@@ -142,7 +144,10 @@ class PydanticCodec(Generic[M]):
             obj = self._validate_python(value)
         except pydantic.ValidationError as exc:
             raise ValidationError("Outbound validation failed", _issues(exc)) from None
-        return self._to_wire(obj)
+        try:  # (the common case inline: this runs for every message sent)
+            return self._dump(obj, mode="json", by_alias=True)
+        except ValueError:
+            return self._to_wire(obj)
 
     def _to_wire(self, obj: BaseModel) -> Any:
         try:
