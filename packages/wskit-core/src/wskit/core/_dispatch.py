@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from wskit.core._outbox import uncancel
 from wskit.core.context import MessageContext, RpcContext
@@ -159,7 +159,7 @@ async def _dispatch_rpc(
         conn.send_error(RPC_ERROR, dup.code, dup.message, correlation_id=cid)
         await conn._report(dup, message_type, None)
         return
-    schema = cast("RpcSchema[Any, Any]", route.schema)
+    schema: RpcSchema[Any, Any] = route.schema  # type: ignore[assignment]  # an RPC route
     ctx: RpcContext[Any, Any, Any] = RpcContext(conn, schema, payload, meta, received_at, cid)
     rpcs[cid] = ctx
     failure: Exception | None = None
