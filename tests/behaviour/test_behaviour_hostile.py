@@ -430,3 +430,33 @@ async def test_the_harness_fails_a_test_on_an_unexpected_error(app: Any) -> None
         conn.send(app.Ping, {"text": "x"})
         await relaxed.flush()
         assert relaxed.reported_codes == [None]
+
+
+async def test_eager_start_answers_inside_receive_and_keeps_its_own_task(app_factory: Any) -> None:
+    import asyncio
+    import sys
+
+    app = app_factory(eager_start=True)
+    tasks: list[Any] = []
+
+    @app.router.on(app.Ping)
+    async def ping(ctx: Any) -> None:
+        tasks.append(asyncio.current_task())
+        if ctx.payload.text == "wait":
+            await asyncio.sleep(0)
+        ctx.send(app.Pong, {"reply": ctx.payload.text})
+
+    async with Harness(app.router) as h:
+        conn = await h.connect()
+        me = asyncio.current_task()
+        conn.send(app.Ping, {"text": "now"})
+        frames_before_flush = len(conn.connection._out)  # answered at once where eager
+        conn.send(app.Ping, {"text": "wait"})
+        conn.send(app.Ping, {"text": "after"})
+        await h.flush()
+        assert conn.payloads(app.Pong) == [{"reply": "now"}, {"reply": "wait"}, {"reply": "after"}]
+        assert all(t is not None and t is not me for t in tasks)  # never the caller's task
+        if sys.version_info >= (3, 12):
+            assert frames_before_flush == 1  # the PONG was queued before receive() returned
+        else:
+            assert frames_before_flush == 0  # eager start needs Python 3.12: a plain task

@@ -150,8 +150,8 @@ def wskit_app(validator: str) -> Any:
     Subscribed = message("SUBSCRIBED")
     Say = message("SAY", text=str, n=int)
     News = message("NEWS", text=str, n=int)
-    # WSKIT_BENCH_EAGER=0 turns eager worker start (Python 3.12+) off, for comparison.
-    eager = os.environ.get("WSKIT_BENCH_EAGER", "1") != "0"
+    # WSKIT_BENCH_EAGER=1 turns eager worker start (Python 3.12+) on, for comparison.
+    eager = os.environ.get("WSKIT_BENCH_EAGER", "0") == "1"
     router = create_router(eager_start=eager).plugin(plugin()).plugin(with_pubsub())
 
     @router.on(Ping)
