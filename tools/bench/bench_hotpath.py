@@ -11,7 +11,10 @@ Servers, each in its own process pinned to CPU 0 (``sched_setaffinity``):
   forbidden) for the payload, the reply envelope with the correlationId,
   ``json.dumps`` and ``send_str`` per frame;
 - ``wskit-pydantic`` / ``wskit-attrs``: the same routes as a wskit router with
-  ``wskit.pydantic`` / ``wskit.attrs`` schemas on ``wskit.aiohttp`` (defaults).
+  ``wskit.pydantic`` / ``wskit.attrs`` schemas on ``wskit.aiohttp`` (defaults: wskit also
+  validates every payload it sends, which the hand-written server does not);
+- ``wskit-pydantic-trusted`` (only with ``--servers``): the same without validating what
+  handlers send (``with_pydantic(validate_outgoing=False)``), to show what that check costs.
 
 Workloads (50 connections, one request in flight each, closed loop):
 
@@ -132,7 +135,7 @@ def raw_app() -> Any:
     return app
 
 
-def wskit_app(validator: str) -> Any:
+def wskit_app(validator: str, *, validate_outgoing: bool = True) -> Any:
     from wskit.aiohttp import create_app
     from wskit.pubsub import with_pubsub
 
@@ -152,7 +155,11 @@ def wskit_app(validator: str) -> Any:
     News = message("NEWS", text=str, n=int)
     # WSKIT_BENCH_EAGER=1 turns eager worker start (Python 3.12+) on, for comparison.
     eager = os.environ.get("WSKIT_BENCH_EAGER", "0") == "1"
-    router = create_router(eager_start=eager).plugin(plugin()).plugin(with_pubsub())
+    router = (
+        create_router(eager_start=eager)
+        .plugin(plugin(validate_outgoing=validate_outgoing))
+        .plugin(with_pubsub())
+    )
 
     @router.on(Ping)
     async def ping(ctx: Any) -> None:
@@ -180,7 +187,11 @@ SERVERS = {
     "raw": raw_app,
     "wskit-pydantic": lambda: wskit_app("pydantic"),
     "wskit-attrs": lambda: wskit_app("attrs"),
+    # Not in the default run: wskit without validating what handlers send (the raw
+    # server does not validate its replies either), to show what that check costs.
+    "wskit-pydantic-trusted": lambda: wskit_app("pydantic", validate_outgoing=False),
 }
+DEFAULT_SERVERS = ("raw", "wskit-pydantic", "wskit-attrs")
 
 
 def serve(kind: str, port: int, loop_kind: str) -> None:
@@ -580,7 +591,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="fresh servers per figure (median)")
     parser.add_argument("--loops", default="asyncio", help="asyncio,uvloop")
     parser.add_argument("--only", default="ping,rpc,fanout,idle", help="workloads")
-    parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--servers", default=",".join(DEFAULT_SERVERS))
     parser.add_argument("--serve", nargs=3, metavar=("KIND", "PORT", "LOOP"))
     parser.add_argument("--generate", nargs=3, metavar=("WORKLOAD", "PORT", "DURATION"))
     args = parser.parse_args()
