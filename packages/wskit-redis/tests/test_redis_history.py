@@ -119,7 +119,7 @@ async def test_a_lost_subscriber_connection_is_filled_from_the_stream(
 ) -> None:
     """B's subscriber connection is killed while C publishes steadily (Redis
     stays up): B re-subscribes and reads what it missed from the stream, so its
-    history topic has no gap and no duplicate; the plain topic lost messages."""
+    history topic has no gap and no duplicate (a plain topic may lose some)."""
     b, sink = await started(adapters)
     c, _ = await started(adapters)  # the publisher: no subscriptions of its own
     await b.subscribe("b1", "feed:steady")
@@ -145,8 +145,11 @@ async def test_a_lost_subscriber_connection_is_filled_from_the_stream(
     history = [(n, off) for n, off in delivered(sink) if off]
     assert history == [(n, n + 1) for n in sent]
     assert b.health().history_fills >= 1
+    # The plain topic has no history: what was published while B's subscriber was down
+    # is lost (how much depends on how fast B reconnected, often a few messages, possibly
+    # none), and what arrives comes once, in order.
     plain = [n for n, off in delivered(sink) if not off]
-    assert len(plain) < len(plain_sent), "the plain topic should have lost some"
+    assert plain == sorted(set(plain)) and set(plain) <= set(plain_sent)
 
 
 async def test_redis_restart_without_persistence_starts_a_new_epoch(
