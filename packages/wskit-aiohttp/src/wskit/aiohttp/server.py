@@ -156,7 +156,8 @@ async def serve_async(
             on_ready(urls)
         else:
             for url in urls:
-                print(f"wskit: serving {url} (Ctrl+C to stop; {loop_name()})", flush=True)
+                on_uvloop = "; uvloop" if loop_name() == "uvloop" else ""
+                print(f"wskit: serving {url} (Ctrl+C to stop{on_uvloop})", flush=True)
         await stop_event.wait()
         _log.info("wskit: shutting down")
     finally:
