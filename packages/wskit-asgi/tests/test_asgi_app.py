@@ -259,3 +259,36 @@ def test_defaults_come_from_the_router() -> None:
     assert ws_app.max_message_bytes == 2048
     assert ws_app.allowed_hosts is None
     assert ws_app.reserved_connections == 0
+
+
+async def test_mounted_in_litestar_as_an_asgi_route_handler() -> None:
+    # The form docs/asgi.md shows: an `asgi` route handler mounted at /ws, and the
+    # WebSocketApp's lifespan in Litestar's lifespan list.
+    from litestar import Litestar, asgi, get
+
+    app = SuiteApp()
+    ws_app = create_asgi_app(app.router)
+
+    @asgi("/ws", is_mount=True, copy_scope=True)
+    async def chat(scope: Any, receive: Any, send: Any) -> None:
+        await ws_app(scope, receive, send)
+
+    @get("/hello", sync_to_thread=False)
+    def hello() -> str:
+        return "hello"
+
+    litestar = Litestar(route_handlers=[chat, hello], lifespan=[ws_app.lifespan])
+    async with loopback_server(litestar) as server:
+        assert await _http(server.port, "/hello") == (200, "hello")
+        probe = await WebSocketProbe.connect(f"ws://127.0.0.1:{server.port}/ws")
+        await probe.send_text(PING)
+        assert await probe.recv_json() == PONG
+        await probe.send_text('{"type": "NOPE"}')
+        reply = await probe.recv_json()
+        assert reply["payload"]["code"] == "UNIMPLEMENTED"
+        stopping = asyncio.ensure_future(server.server.shutdown())
+        close = await probe.recv_close()
+        await stopping
+        await probe.close()
+    await app.all_closed()
+    assert [code for _, code, _ in app.closed] == [close.code]
