@@ -25,23 +25,16 @@ import inspect
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, TypeVar
 
 from aiohttp import WebSocketError, WSMsgType, web
 
-from wskit.aiohttp._hosts import HostRules, normalize_origin, same_origin
-from wskit.aiohttp._options import (
-    check_optional_timeout,
-    check_origins,
-    check_overflow,
-    check_sequence,
-    check_size,
-    check_timeout,
-)
+from wskit.aiohttp._hosts import normalize_origin, same_origin
 from wskit.aiohttp._transport import AiohttpTransport, WriteCoalescer, make_response
 from wskit.aiohttp.auth import select_protocol
 from wskit.core.connection import Connection, HeartbeatOptions, OverflowPolicy
 from wskit.core.errors import ErrorCode, ProtocolError
+from wskit.core.handshake import AdapterSettings
 from wskit.core.router import Router
 
 __all__ = [
@@ -78,7 +71,7 @@ class _Session:
         self.task = task
 
 
-class WebSocketHandler(Generic[D]):
+class WebSocketHandler(AdapterSettings[D]):
     """Serves ``router`` to the WebSocket requests aiohttp routes to :meth:`handle`.
 
     Mount it with ``app.router.add_get(path, handler.handle)`` and call
@@ -109,63 +102,37 @@ class WebSocketHandler(Generic[D]):
         shutdown_timeout: float = 10.0,
         client_id_header: str | None = "X-Client-Id",
     ) -> None:
-        max_message_bytes = check_size("max_message_bytes", max_message_bytes)
-        self.router = router
-        self.authenticate = authenticate
-        self.on_open = on_open
-        self.on_close = on_close
-        self.heartbeat = heartbeat
-        self.max_message_bytes: int = (
-            router.max_message_bytes if max_message_bytes is None else max_message_bytes
+        self._init_settings(
+            router,
+            authenticate=authenticate,
+            on_open=on_open,
+            on_close=on_close,
+            heartbeat=heartbeat,
+            max_message_bytes=max_message_bytes,
+            max_buffered_bytes=max_buffered_bytes,
+            overflow=overflow,
+            allowed_origins=allowed_origins,
+            allowed_hosts=allowed_hosts,
+            max_connections=max_connections,
+            protocols=protocols,
+            protocol_prefix=protocol_prefix,
+            close_timeout=close_timeout,
+            send_timeout=send_timeout,
+            shutdown_timeout=shutdown_timeout,
+            client_id_header=client_id_header,
         )
-        self.max_buffered_bytes = check_size("max_buffered_bytes", max_buffered_bytes)
-        self.overflow: OverflowPolicy | None = check_overflow(overflow)
-        self.allowed_origins = check_origins(allowed_origins)
-        self._hosts: HostRules | None = None
-        if allowed_hosts is not None:
-            self._hosts = HostRules(check_sequence("allowed_hosts", allowed_hosts))
-        self.max_connections = check_size("max_connections", max_connections)
-        self.protocols = tuple(check_sequence("protocols", protocols))
-        self.protocol_prefix = protocol_prefix
+        self.authenticate: Authenticate | None = authenticate
+        self.on_open: ConnectionHook | None = on_open
+        self.on_close: ConnectionHook | None = on_close
         self.compress = compress
-        self.close_timeout = check_timeout("close_timeout", close_timeout)
-        self.send_timeout = check_optional_timeout("send_timeout", send_timeout)
-        self.shutdown_timeout = check_timeout("shutdown_timeout", shutdown_timeout)
-        self.client_id_header = client_id_header
-        self._reserved = 0
-        self._host_refusals = 0
         self._sessions: dict[str, _Session] = {}
         self._coalescer = WriteCoalescer()
         #: Data frames go from aiohttp's parser straight to the connection (no task
         #: wake-up per frame) where aiohttp's internals allow it; tests may turn it off.
         self.direct_reads = True
-        self._shutting_down = False
         self._shutdown_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ public API
-
-    @property
-    def connections(self) -> list[Connection[D]]:
-        """Connections this handler currently serves."""
-        return [s.conn for s in self._sessions.values()]
-
-    @property
-    def reserved_connections(self) -> int:
-        """Requests counted against ``max_connections``: open connections plus
-        upgrades still authenticating (a slot is taken before ``authenticate``
-        runs and freed when the request is refused or the connection ends)."""
-        return self._reserved
-
-    @property
-    def allowed_hosts(self) -> tuple[str, ...] | None:
-        """The ``Host`` names served, normalized (``None``: no Host check)."""
-        return self._hosts.entries if self._hosts is not None else None
-
-    def _default_hosts(self, hosts: Sequence[str]) -> None:
-        """Check ``Host`` against ``hosts`` unless ``allowed_hosts`` was given
-        (``serve()`` on a loopback address passes the loopback names)."""
-        if self._hosts is None:
-            self._hosts = HostRules(hosts)
 
     def pending_bytes(self, conn: Connection[Any]) -> int:
         """Outbound bytes the server holds for ``conn``: its FIFO
@@ -175,10 +142,6 @@ class WebSocketHandler(Generic[D]):
         transport = session.transport.socket if session is not None else None
         buffered = transport.get_write_buffer_size() if transport is not None else 0
         return conn.buffered_bytes + buffered
-
-    @property
-    def shutting_down(self) -> bool:
-        return self._shutting_down
 
     def install(self, app: web.Application) -> None:
         """Close every connection (1001) when ``app`` shuts down or is cleaned up."""

@@ -33,19 +33,13 @@ import inspect
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, TypeVar
 
 from wskit.asgi.request import AsgiRequest, Scope, _select
 from wskit.core.connection import Connection, HeartbeatOptions, OverflowPolicy
 from wskit.core.errors import ErrorCode, ProtocolError
 from wskit.core.handshake import (
-    HostRules,
-    check_optional_timeout,
-    check_origins,
-    check_overflow,
-    check_sequence,
-    check_size,
-    check_timeout,
+    AdapterSettings,
     origin_allowed,
 )
 from wskit.core.router import Router
@@ -161,7 +155,7 @@ class _Session:
             self.task.cancel()
 
 
-class WebSocketApp(Generic[D]):
+class WebSocketApp(AdapterSettings[D]):
     """An ASGI application serving ``router`` to WebSocket connections.
 
     Use it as the whole app (``uvicorn module:app``), or mount it in a
@@ -192,61 +186,32 @@ class WebSocketApp(Generic[D]):
         shutdown_timeout: float = 10.0,
         client_id_header: str | None = "X-Client-Id",
     ) -> None:
-        max_message_bytes = check_size("max_message_bytes", max_message_bytes)
-        self.router = router
-        self.authenticate = authenticate
-        self.on_open = on_open
-        self.on_close = on_close
-        self.heartbeat = heartbeat
-        self.max_message_bytes: int = (
-            router.max_message_bytes if max_message_bytes is None else max_message_bytes
+        self._init_settings(
+            router,
+            authenticate=authenticate,
+            on_open=on_open,
+            on_close=on_close,
+            heartbeat=heartbeat,
+            max_message_bytes=max_message_bytes,
+            max_buffered_bytes=max_buffered_bytes,
+            overflow=overflow,
+            allowed_origins=allowed_origins,
+            allowed_hosts=allowed_hosts,
+            max_connections=max_connections,
+            protocols=protocols,
+            protocol_prefix=protocol_prefix,
+            close_timeout=close_timeout,
+            send_timeout=send_timeout,
+            shutdown_timeout=shutdown_timeout,
+            client_id_header=client_id_header,
         )
-        self.max_buffered_bytes = check_size("max_buffered_bytes", max_buffered_bytes)
-        self.overflow: OverflowPolicy | None = check_overflow(overflow)
-        self.allowed_origins = check_origins(allowed_origins)
-        self._hosts: HostRules | None = None
-        if allowed_hosts is not None:
-            self._hosts = HostRules(check_sequence("allowed_hosts", allowed_hosts))
-        self.max_connections = check_size("max_connections", max_connections)
-        self.protocols = tuple(check_sequence("protocols", protocols))
-        self.protocol_prefix = protocol_prefix
-        self.close_timeout = check_timeout("close_timeout", close_timeout)
-        self.send_timeout = check_optional_timeout("send_timeout", send_timeout)
-        self.shutdown_timeout = check_timeout("shutdown_timeout", shutdown_timeout)
-        self.client_id_header = client_id_header
-        self._reserved = 0
-        self._host_refusals = 0
+        self.authenticate: Authenticate | None = authenticate
+        self.on_open: ConnectionHook | None = on_open
+        self.on_close: ConnectionHook | None = on_close
         self._sessions: dict[str, _Session] = {}
-        self._shutting_down = False
         self._shutdown_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ public API
-
-    @property
-    def connections(self) -> list[Connection[D]]:
-        """Connections this app currently serves."""
-        return [s.conn for s in self._sessions.values()]
-
-    @property
-    def reserved_connections(self) -> int:
-        """Upgrades counted against ``max_connections``: open connections plus
-        upgrades still authenticating."""
-        return self._reserved
-
-    @property
-    def allowed_hosts(self) -> tuple[str, ...] | None:
-        """The ``Host`` names served, normalized (``None``: no Host check)."""
-        return self._hosts.entries if self._hosts is not None else None
-
-    def _default_hosts(self, hosts: Sequence[str]) -> None:
-        """Check ``Host`` against ``hosts`` unless ``allowed_hosts`` was given
-        (``serve()`` on a loopback address passes the loopback names)."""
-        if self._hosts is None:
-            self._hosts = HostRules(hosts)
-
-    @property
-    def shutting_down(self) -> bool:
-        return self._shutting_down
 
     async def shutdown(self) -> None:
         """Refuse new upgrades (503), close every connection with 1001 after its

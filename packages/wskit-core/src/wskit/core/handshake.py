@@ -18,12 +18,19 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from collections.abc import Iterable, Sequence
-from typing import Any, Final
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from wskit.core.connection import Connection, HeartbeatOptions, OverflowPolicy
+    from wskit.core.router import Router
+
+D = TypeVar("D")
 
 __all__ = [
     "LOOPBACK_HOSTS",
+    "AdapterSettings",
     "HostRules",
     "check_optional_timeout",
     "check_origins",
@@ -376,3 +383,88 @@ def check_origins(value: Sequence[str] | None) -> frozenset[str]:
             raise ValueError(f"allowed_origins: invalid entry {entry!r}: {hint}")
         origins.add(normalized)
     return frozenset(origins)
+
+
+class AdapterSettings(Generic[D]):
+    """What every server adapter keeps: its router, the options common to all
+    adapters (checked once, a ``ValueError`` naming a bad one), the connection
+    slots and the ``Host`` rules. wskit-aiohttp's ``WebSocketHandler`` and
+    wskit-asgi's ``WebSocketApp`` build on it; an adapter keeps its sessions (each
+    with a ``conn``) in ``_sessions``."""
+
+    router: Router[D]
+    _sessions: Mapping[str, Any]
+
+    def _init_settings(
+        self,
+        router: Router[D],
+        *,
+        authenticate: Any,
+        on_open: Any,
+        on_close: Any,
+        heartbeat: HeartbeatOptions | None,
+        max_message_bytes: int | None,
+        max_buffered_bytes: int | None,
+        overflow: OverflowPolicy | None,
+        allowed_origins: Sequence[str] | None,
+        allowed_hosts: Sequence[str] | None,
+        max_connections: int | None,
+        protocols: Sequence[str],
+        protocol_prefix: str,
+        close_timeout: float,
+        send_timeout: float | None,
+        shutdown_timeout: float,
+        client_id_header: str | None,
+    ) -> None:
+        max_message_bytes = check_size("max_message_bytes", max_message_bytes)
+        self.router = router
+        self.authenticate = authenticate
+        self.on_open = on_open
+        self.on_close = on_close
+        self.heartbeat = heartbeat
+        self.max_message_bytes: int = (
+            router.max_message_bytes if max_message_bytes is None else max_message_bytes
+        )
+        self.max_buffered_bytes = check_size("max_buffered_bytes", max_buffered_bytes)
+        self.overflow: OverflowPolicy | None = check_overflow(overflow)
+        self.allowed_origins = check_origins(allowed_origins)
+        self._hosts: HostRules | None = None
+        if allowed_hosts is not None:
+            self._hosts = HostRules(check_sequence("allowed_hosts", allowed_hosts))
+        self.max_connections = check_size("max_connections", max_connections)
+        self.protocols = tuple(check_sequence("protocols", protocols))
+        self.protocol_prefix = protocol_prefix
+        self.close_timeout = check_timeout("close_timeout", close_timeout)
+        self.send_timeout = check_optional_timeout("send_timeout", send_timeout)
+        self.shutdown_timeout = check_timeout("shutdown_timeout", shutdown_timeout)
+        self.client_id_header = client_id_header
+        self._reserved = 0
+        self._host_refusals = 0
+        self._shutting_down = False
+
+    @property
+    def connections(self) -> list[Connection[D]]:
+        """Connections this adapter currently serves."""
+        return [s.conn for s in self._sessions.values()]
+
+    @property
+    def reserved_connections(self) -> int:
+        """Requests counted against ``max_connections``: open connections plus
+        upgrades still authenticating (a slot is taken before ``authenticate``
+        runs and freed when the request is refused or the connection ends)."""
+        return self._reserved
+
+    @property
+    def allowed_hosts(self) -> tuple[str, ...] | None:
+        """The ``Host`` names served, normalized (``None``: no Host check)."""
+        return self._hosts.entries if self._hosts is not None else None
+
+    @property
+    def shutting_down(self) -> bool:
+        return self._shutting_down
+
+    def _default_hosts(self, hosts: Sequence[str]) -> None:
+        """Check ``Host`` against ``hosts`` unless ``allowed_hosts`` was given
+        (``serve()`` on a loopback address passes the loopback names)."""
+        if self._hosts is None:
+            self._hosts = HostRules(hosts)
