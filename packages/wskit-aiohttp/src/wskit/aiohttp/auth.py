@@ -13,15 +13,14 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from wskit.core import handshake
+
 __all__ = ["offered_protocols", "select_protocol", "token_from_request"]
 
 
 def offered_protocols(request: web.BaseRequest) -> list[str]:
     """The subprotocols the client offered, in its order."""
-    offered: list[str] = []
-    for header in request.headers.getall("Sec-WebSocket-Protocol", ()):
-        offered.extend(p.strip() for p in header.split(",") if p.strip())
-    return offered
+    return handshake.offered_protocols(request.headers.getall("Sec-WebSocket-Protocol", ()))
 
 
 def token_from_request(
@@ -36,13 +35,11 @@ def token_from_request(
     ``subprotocol`` is that exact entry (the one to echo in the response).
     ``(None, None)`` when the client sent no token.
     """
-    for protocol in offered_protocols(request):
-        if protocol.startswith(protocol_prefix) and len(protocol) > len(protocol_prefix):
-            return protocol[len(protocol_prefix) :], protocol
-    token = request.query.get(query_param)
-    if token:
-        return token, None
-    return None, None
+    return handshake.token_from_offer(
+        offered_protocols(request),
+        request.query.get(query_param),
+        protocol_prefix=protocol_prefix,
+    )
 
 
 def select_protocol(
@@ -53,11 +50,6 @@ def select_protocol(
 ) -> str | None:
     """The subprotocol to echo: the first ``supported`` one the client offered,
     else the client's ``bearer.<token>`` entry, else ``None``."""
-    offered = offered_protocols(request)
-    for protocol in supported:
-        if protocol in offered:
-            return protocol
-    for protocol in offered:
-        if protocol.startswith(protocol_prefix) and len(protocol) > len(protocol_prefix):
-            return protocol
-    return None
+    return handshake.select_protocol(
+        offered_protocols(request), supported, protocol_prefix=protocol_prefix
+    )

@@ -290,9 +290,9 @@ def token_from_offer(
     """``(token, subprotocol)`` of an upgrade: a ``bearer.<token>`` subprotocol
     wins over the query parameter's value (``subprotocol`` is then that exact
     entry, the one to echo). ``(None, None)`` without a token."""
-    for protocol in offered:
-        if protocol.startswith(protocol_prefix) and len(protocol) > len(protocol_prefix):
-            return protocol[len(protocol_prefix) :], protocol
+    bearer = _bearer_entry(offered, protocol_prefix)
+    if bearer is not None:
+        return bearer[len(protocol_prefix) :], bearer
     if query_token:
         return query_token, None
     return None, None
@@ -306,6 +306,11 @@ def select_protocol(
     for protocol in supported:
         if protocol in offered:
             return protocol
+    return _bearer_entry(offered, protocol_prefix)
+
+
+def _bearer_entry(offered: Sequence[str], protocol_prefix: str) -> str | None:
+    """The first offered ``<prefix><token>`` entry with a non-empty token."""
     for protocol in offered:
         if protocol.startswith(protocol_prefix) and len(protocol) > len(protocol_prefix):
             return protocol
