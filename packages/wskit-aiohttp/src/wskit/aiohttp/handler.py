@@ -29,12 +29,11 @@ from typing import Any, Final, TypeVar
 
 from aiohttp import WebSocketError, WSMsgType, web
 
-from wskit.aiohttp._hosts import normalize_origin, same_origin
 from wskit.aiohttp._transport import AiohttpTransport, WriteCoalescer, make_response
 from wskit.aiohttp.auth import select_protocol
 from wskit.core.connection import Connection, HeartbeatOptions, OverflowPolicy
 from wskit.core.errors import ErrorCode, ProtocolError
-from wskit.core.handshake import AdapterSettings
+from wskit.core.handshake import AdapterSettings, normalize_origin, same_origin
 from wskit.core.router import Router
 
 __all__ = [

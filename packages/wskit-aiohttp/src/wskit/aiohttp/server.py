@@ -13,9 +13,9 @@ from typing import Any, Literal, TypeVar
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from wskit.aiohttp._hosts import LOOPBACK_HOSTS, is_loopback
 from wskit.aiohttp.handler import Authenticate, ConnectionHook, WebSocketHandler, create_handler
 from wskit.core.connection import HeartbeatOptions, OverflowPolicy
+from wskit.core.handshake import LOOPBACK_HOSTS, is_loopback
 from wskit.core.router import Router
 
 __all__ = [
