@@ -21,7 +21,6 @@ deadlines) is made by :class:`wskit.core.Connection`. Per request it:
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,8 +30,13 @@ from aiohttp import WebSocketError, WSMsgType, web
 
 from wskit.aiohttp._transport import AiohttpTransport, WriteCoalescer, make_response
 from wskit.aiohttp.auth import select_protocol
-from wskit.core.connection import Connection, HeartbeatOptions, OverflowPolicy
-from wskit.core.errors import ErrorCode, ProtocolError
+from wskit.core.connection import (
+    CLOSE_GOING_AWAY,
+    CLOSE_MESSAGE_TOO_BIG,
+    Connection,
+    HeartbeatOptions,
+    OverflowPolicy,
+)
 from wskit.core.handshake import AdapterSettings, normalize_origin, same_origin
 from wskit.core.router import Router
 
@@ -54,8 +58,6 @@ Authenticate = Callable[[web.Request], Any]
 #: ``on_open(connection)`` / ``on_close(connection)`` adapter hooks (sync or async).
 ConnectionHook = Callable[[Connection[Any]], "Awaitable[None] | None"]
 
-CLOSE_GOING_AWAY: Final = 1001
-CLOSE_MESSAGE_TOO_BIG: Final = 1009
 CLOSE_ABNORMAL: Final = 1006
 
 
@@ -69,6 +71,10 @@ class _Session:
         self.transport = transport
         self.task = task
 
+    def abort(self) -> None:
+        """Drop the connection now (the TCP socket is aborted)."""
+        self.transport.abort()
+
 
 class WebSocketHandler(AdapterSettings[D]):
     """Serves ``router`` to the WebSocket requests aiohttp routes to :meth:`handle`.
@@ -78,6 +84,11 @@ class WebSocketHandler(AdapterSettings[D]):
     shutdown and cleanup close every connection gracefully. Options are
     described in :func:`create_handler`.
     """
+
+    _log = _log  # this module's logger, for the code shared by every adapter
+    authenticate: Authenticate | None
+    on_open: ConnectionHook | None
+    on_close: ConnectionHook | None
 
     def __init__(
         self,
@@ -120,16 +131,12 @@ class WebSocketHandler(AdapterSettings[D]):
             shutdown_timeout=shutdown_timeout,
             client_id_header=client_id_header,
         )
-        self.authenticate: Authenticate | None = authenticate
-        self.on_open: ConnectionHook | None = on_open
-        self.on_close: ConnectionHook | None = on_close
         self.compress = compress
         self._sessions: dict[str, _Session] = {}
         self._coalescer = WriteCoalescer()
         #: Data frames go from aiohttp's parser straight to the connection (no task
         #: wake-up per frame) where aiohttp's internals allow it; tests may turn it off.
         self.direct_reads = True
-        self._shutdown_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ public API
 
@@ -149,36 +156,6 @@ class WebSocketHandler(AdapterSettings[D]):
 
     async def _on_app_shutdown(self, app: web.Application) -> None:
         await self.shutdown()
-
-    async def shutdown(self) -> None:
-        """Refuse new upgrades, close every connection with 1001 after its queued
-        frames, and wait (at most ``shutdown_timeout``) for their handlers to end
-        (``on_close`` runs once for each). Idempotent."""
-        if self._shutdown_task is None:
-            self._shutdown_task = asyncio.get_running_loop().create_task(self._shutdown())
-        await asyncio.shield(self._shutdown_task)
-
-    async def _shutdown(self) -> None:
-        self._shutting_down = True
-        sessions = list(self._sessions.values())
-        if not sessions:
-            return
-        _log.info("wskit: closing %d connection(s) (1001)", len(sessions))
-        for session in sessions:
-            session.conn.request_close(CLOSE_GOING_AWAY, "Server shutting down")
-        tasks = {s.task for s in sessions if s.task is not None and not s.task.done()}
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=self.shutdown_timeout)
-            if pending:
-                _log.warning(
-                    "wskit: %d connection(s) did not close in %ss: aborting them",
-                    len(pending),
-                    self.shutdown_timeout,
-                )
-                for session in sessions:
-                    if session.task in pending:
-                        session.transport.abort()
-                await asyncio.wait(pending, timeout=max(self.close_timeout, 1.0))
 
     # -------------------------------------------------------------- request
 
@@ -252,32 +229,8 @@ class WebSocketHandler(AdapterSettings[D]):
         await ws.prepare(request)
         return ws, conn
 
-    async def _authenticate(self, request: web.Request) -> Any:
-        if self.authenticate is None:
-            return {}
-        result = self.authenticate(request)
-        if inspect.isawaitable(result):
-            result = await result
-        return result
-
     def _host_allowed(self, request: web.BaseRequest) -> bool:
-        hosts = self._hosts
-        if hosts is None:
-            return True
-        if hosts.allows(_host_header(request)):
-            return True
-        # Logged once at WARNING (a misconfigured proxy shows up at once), then
-        # at DEBUG: refused requests must not be able to flood the log.
-        self._host_refusals += 1
-        level = logging.WARNING if self._host_refusals == 1 else logging.DEBUG
-        _log.log(
-            level,
-            "wskit: refused Host %r (400): not in allowed_hosts %s; behind a proxy, "
-            "forward the public Host header and list it in allowed_hosts",
-            request.headers.get("Host"),
-            list(hosts.entries),
-        )
-        return False
+        return self._check_host(_host_header(request), request.headers.get("Host"))
 
     def _origin_allowed(self, request: web.BaseRequest) -> bool:
         origin = request.headers.get("Origin")
@@ -316,7 +269,7 @@ class WebSocketHandler(AdapterSettings[D]):
                 conn.request_close(CLOSE_GOING_AWAY, "Server shutting down")
             opened = await conn.open()
             if opened and self.on_open is not None:
-                await _call_hook(self.on_open, conn, "on_open")
+                await self._call_hook(self.on_open, conn, "on_open")
             receive = conn.receive
             while True:
                 msg = await ws.receive()
@@ -342,7 +295,7 @@ class WebSocketHandler(AdapterSettings[D]):
                     if isinstance(exc, WebSocketError) and exc.code == CLOSE_MESSAGE_TOO_BIG:
                         # aiohttp refused the frame (max_msg_size) and closed with 1009.
                         code, reason = CLOSE_MESSAGE_TOO_BIG, "Message too big"
-                        _report(conn, _too_big(self.max_message_bytes))
+                        self._report_too_big(conn)
                     else:
                         _log.debug("wskit: websocket error (client %s): %r", conn.client_id, exc)
                     break
@@ -370,7 +323,7 @@ class WebSocketHandler(AdapterSettings[D]):
                 await transport.close(CLOSE_GOING_AWAY if self._shutting_down else 1000, "")
             self._sessions.pop(conn.client_id, None)
             if self.on_close is not None:
-                await _call_hook(self.on_close, conn, "on_close")
+                await self._call_hook(self.on_close, conn, "on_close")
 
     @staticmethod
     async def _written(conn: Connection[D], transport: AiohttpTransport, timeout: float) -> None:
@@ -479,26 +432,3 @@ def _host_header(request: web.BaseRequest) -> str | None:
     if "Host" not in request.headers:
         return None
     return request.host
-
-
-def _too_big(limit: int) -> ProtocolError:
-    return ProtocolError(ErrorCode.RESOURCE_EXHAUSTED, f"Message exceeds max size: {limit} bytes")
-
-
-def _report(conn: Connection[Any], exc: BaseException) -> None:
-    """Report ``exc`` to the router's ``on_error`` hooks (through the public
-    ``run_callback``, which reports what its callback raises)."""
-
-    def fail() -> None:
-        raise exc
-
-    conn.run_callback(fail)
-
-
-async def _call_hook(hook: ConnectionHook, conn: Connection[Any], name: str) -> None:
-    try:
-        result = hook(conn)
-        if inspect.isawaitable(result):
-            await result
-    except Exception:
-        _log.exception("wskit: %s hook failed (client %s)", name, conn.client_id)

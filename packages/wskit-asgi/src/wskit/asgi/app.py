@@ -29,15 +29,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final, TypeVar
 
 from wskit.asgi.request import AsgiRequest, Scope, _select
-from wskit.core.connection import Connection, HeartbeatOptions, OverflowPolicy
-from wskit.core.errors import ErrorCode, ProtocolError
+from wskit.core.connection import (
+    CLOSE_GOING_AWAY,
+    CLOSE_MESSAGE_TOO_BIG,
+    Connection,
+    HeartbeatOptions,
+    OverflowPolicy,
+)
 from wskit.core.handshake import (
     AdapterSettings,
     origin_allowed,
@@ -70,10 +74,8 @@ Authenticate = Callable[[AsgiRequest], Any]
 ConnectionHook = Callable[[Connection[Any]], "Awaitable[None] | None"]
 
 CLOSE_NORMAL: Final = 1000
-CLOSE_GOING_AWAY: Final = 1001
 CLOSE_NO_STATUS: Final = 1005
 CLOSE_ABNORMAL: Final = 1006
-CLOSE_MESSAGE_TOO_BIG: Final = 1009
 _MAX_REASON_BYTES: Final = 123
 _HTTP_RESPONSE: Final = "websocket.http.response"
 
@@ -165,6 +167,11 @@ class WebSocketApp(AdapterSettings[D]):
     connections gracefully. Options are described in :func:`create_asgi_app`.
     """
 
+    _log = _log  # this module's logger, for the code shared by every adapter
+    authenticate: Authenticate | None
+    on_open: ConnectionHook | None
+    on_close: ConnectionHook | None
+
     def __init__(
         self,
         router: Router[D],
@@ -205,43 +212,9 @@ class WebSocketApp(AdapterSettings[D]):
             shutdown_timeout=shutdown_timeout,
             client_id_header=client_id_header,
         )
-        self.authenticate: Authenticate | None = authenticate
-        self.on_open: ConnectionHook | None = on_open
-        self.on_close: ConnectionHook | None = on_close
         self._sessions: dict[str, _Session] = {}
-        self._shutdown_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ public API
-
-    async def shutdown(self) -> None:
-        """Refuse new upgrades (503), close every connection with 1001 after its
-        queued frames, and wait (at most ``shutdown_timeout``) for each to end
-        (``on_close`` runs once for each; the rest are dropped). Idempotent."""
-        if self._shutdown_task is None:
-            self._shutdown_task = asyncio.get_running_loop().create_task(self._shutdown())
-        await asyncio.shield(self._shutdown_task)
-
-    async def _shutdown(self) -> None:
-        self._shutting_down = True
-        sessions = list(self._sessions.values())
-        if not sessions:
-            return
-        _log.info("wskit: closing %d connection(s) (1001)", len(sessions))
-        for session in sessions:
-            session.conn.request_close(CLOSE_GOING_AWAY, "Server shutting down")
-        tasks = {s.task for s in sessions if s.task is not None and not s.task.done()}
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=self.shutdown_timeout)
-            if pending:
-                _log.warning(
-                    "wskit: %d connection(s) did not close in %ss: dropping them",
-                    len(pending),
-                    self.shutdown_timeout,
-                )
-                for session in sessions:
-                    if session.task in pending:
-                        session.abort()
-                await asyncio.wait(pending, timeout=max(self.close_timeout, 1.0))
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
@@ -345,30 +318,8 @@ class WebSocketApp(AdapterSettings[D]):
         await send(accept)
         await self._serve(conn, receive, send)
 
-    async def _authenticate(self, request: AsgiRequest) -> Any:
-        if self.authenticate is None:
-            return {}
-        result = self.authenticate(request)
-        if inspect.isawaitable(result):
-            result = await result
-        return result
-
     def _host_allowed(self, request: AsgiRequest) -> bool:
-        hosts = self._hosts
-        if hosts is None or hosts.allows(request.host):
-            return True
-        # Logged once at WARNING (a misconfigured proxy shows up at once), then
-        # at DEBUG: refused requests must not be able to flood the log.
-        self._host_refusals += 1
-        level = logging.WARNING if self._host_refusals == 1 else logging.DEBUG
-        _log.log(
-            level,
-            "wskit: refused Host %r (400): not in allowed_hosts %s; behind a proxy, "
-            "forward the public Host header and list it in allowed_hosts",
-            request.host,
-            list(hosts.entries),
-        )
-        return False
+        return self._check_host(request.host, request.host)
 
     async def _serve(self, conn: Connection[D], receive: Receive, send: Send) -> None:
         loop = asyncio.get_running_loop()
@@ -388,7 +339,7 @@ class WebSocketApp(AdapterSettings[D]):
                 conn.request_close(CLOSE_GOING_AWAY, "Server shutting down")
             opened = await conn.open()
             if opened and self.on_open is not None:
-                await _call_hook(self.on_open, conn, "on_open")
+                await self._call_hook(self.on_open, conn, "on_open")
             deliver = conn.receive
             while True:
                 message = await receive()
@@ -435,7 +386,7 @@ class WebSocketApp(AdapterSettings[D]):
             code = CLOSE_ABNORMAL
         elif code == CLOSE_MESSAGE_TOO_BIG and requested is None:
             # The server refused the frame itself (its own size limit) with 1009.
-            _report(conn, _too_big(self.max_message_bytes))
+            self._report_too_big(conn)
         await conn.handle_close(code, reason)
         if not pump.done():
             await asyncio.wait((pump,), timeout=0 if session.aborted else self.close_timeout)
@@ -450,7 +401,7 @@ class WebSocketApp(AdapterSettings[D]):
                 await asyncio.wait_for(transport.close(going_away, ""), self.close_timeout)
         self._sessions.pop(conn.client_id, None)
         if self.on_close is not None:
-            await _call_hook(self.on_close, conn, "on_close")
+            await self._call_hook(self.on_close, conn, "on_close")
 
     async def _pump(self, conn: Connection[D], transport: AsgiTransport, session: _Session) -> None:
         try:
@@ -573,29 +524,6 @@ async def _http_response(send: Send, prefix: str, status: int, text: str) -> Non
 
 def _headers(items: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in items]
-
-
-def _too_big(limit: int) -> ProtocolError:
-    return ProtocolError(ErrorCode.RESOURCE_EXHAUSTED, f"Message exceeds max size: {limit} bytes")
-
-
-def _report(conn: Connection[Any], exc: BaseException) -> None:
-    """Report ``exc`` to the router's ``on_error`` hooks (through the public
-    ``run_callback``, which reports what its callback raises)."""
-
-    def fail() -> None:
-        raise exc
-
-    conn.run_callback(fail)
-
-
-async def _call_hook(hook: ConnectionHook, conn: Connection[Any], name: str) -> None:
-    try:
-        result = hook(conn)
-        if inspect.isawaitable(result):
-            await result
-    except Exception:
-        _log.exception("wskit: %s hook failed (client %s)", name, conn.client_id)
 
 
 def _uncancel() -> None:

@@ -87,7 +87,8 @@ _STARTING: Final[Any] = object()
 
 _OUT_META_DROP: Final = frozenset({"type", "correlationId", "clientId", "receivedAt"})
 
-#: Close codes used by the core.
+#: Close codes used by the core and the server adapters.
+CLOSE_GOING_AWAY: Final = 1001
 CLOSE_INTERNAL_ERROR: Final = 1011
 CLOSE_MESSAGE_TOO_BIG: Final = 1009
 CLOSE_TRY_AGAIN_LATER: Final = 1013

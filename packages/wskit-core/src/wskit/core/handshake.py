@@ -3,7 +3,9 @@ and subprotocol a client offers, and the checks of a server adapter's options.
 
 Every server adapter (``wskit.aiohttp``, ``wskit.asgi``, third-party ones)
 refuses the same requests for the same reasons, so the rules live here, pure:
-strings in, normalized values out, no I/O.
+strings in, normalized values out, no I/O. :class:`AdapterSettings` adds what
+adapters share beyond the rules: the checked options, the connection slots,
+``authenticate`` and hook calls, and the graceful shutdown of the connections.
 
 Two checks use the Host and Origin values. The Host check (``allowed_hosts``)
 defeats DNS rebinding: a page on ``http://attacker.example:3000`` whose name the
@@ -15,12 +17,18 @@ same-origin pages) refuses pages of other sites.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import ipaddress
+import logging
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 from urllib.parse import urlsplit
+
+from wskit.core.connection import CLOSE_GOING_AWAY
+from wskit.core.errors import ErrorCode, ProtocolError
 
 if TYPE_CHECKING:
     from wskit.core.connection import Connection, HeartbeatOptions, OverflowPolicy
@@ -391,14 +399,18 @@ def check_origins(value: Sequence[str] | None) -> frozenset[str]:
 
 
 class AdapterSettings(Generic[D]):
-    """What every server adapter keeps: its router, the options common to all
-    adapters (checked once, a ``ValueError`` naming a bad one), the connection
-    slots and the ``Host`` rules. wskit-aiohttp's ``WebSocketHandler`` and
-    wskit-asgi's ``WebSocketApp`` build on it; an adapter keeps its sessions (each
-    with a ``conn``) in ``_sessions``."""
+    """What every server adapter keeps and does alike: its router, the options
+    common to all adapters (checked once, a ``ValueError`` naming a bad one), the
+    connection slots, the ``Host`` check, ``authenticate`` and hook calls, and
+    :meth:`shutdown`. wskit-aiohttp's ``WebSocketHandler`` and wskit-asgi's
+    ``WebSocketApp`` build on it. An adapter keeps its sessions in ``_sessions``
+    (each with its ``conn``, the ``task`` serving it and an ``abort()`` that drops
+    the connection now) and names its logger in ``_log``."""
 
     router: Router[D]
     _sessions: Mapping[str, Any]
+    #: Where the adapter logs (each adapter names its own).
+    _log: logging.Logger = logging.getLogger("wskit")
 
     def _init_settings(
         self,
@@ -446,6 +458,7 @@ class AdapterSettings(Generic[D]):
         self._reserved = 0
         self._host_refusals = 0
         self._shutting_down = False
+        self._shutdown_task: asyncio.Task[None] | None = None
 
     @property
     def connections(self) -> list[Connection[D]]:
@@ -473,3 +486,88 @@ class AdapterSettings(Generic[D]):
         (``serve()`` on a loopback address passes the loopback names)."""
         if self._hosts is None:
             self._hosts = HostRules(hosts)
+
+    async def shutdown(self) -> None:
+        """Refuse new upgrades (503), close every connection with 1001 after its
+        queued frames, and wait (at most ``shutdown_timeout``) for each to end
+        (``on_close`` runs once for each; the rest are aborted). Idempotent."""
+        if self._shutdown_task is None:
+            self._shutdown_task = asyncio.get_running_loop().create_task(self._shutdown())
+        await asyncio.shield(self._shutdown_task)
+
+    async def _shutdown(self) -> None:
+        self._shutting_down = True
+        sessions = list(self._sessions.values())
+        if not sessions:
+            return
+        self._log.info("wskit: closing %d connection(s) (1001)", len(sessions))
+        for session in sessions:
+            session.conn.request_close(CLOSE_GOING_AWAY, "Server shutting down")
+        tasks = {s.task for s in sessions if s.task is not None and not s.task.done()}
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self.shutdown_timeout)
+            if pending:
+                self._log.warning(
+                    "wskit: %d connection(s) did not close in %ss: aborting them",
+                    len(pending),
+                    self.shutdown_timeout,
+                )
+                for session in sessions:
+                    if session.task in pending:
+                        session.abort()
+                await asyncio.wait(pending, timeout=max(self.close_timeout, 1.0))
+
+    async def _authenticate(self, request: Any) -> Any:
+        """``authenticate(request)``'s connection data, awaited if async
+        (``{}`` without ``authenticate``); exceptions propagate."""
+        if self.authenticate is None:
+            return {}
+        result = self.authenticate(request)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    def _check_host(self, host: str | None, shown: str | None) -> bool:
+        """Whether ``host`` passes ``allowed_hosts``; a refusal is logged with
+        ``shown`` (the request's Host header) once at WARNING (a misconfigured
+        proxy shows up at once), then at DEBUG, so refused requests cannot flood
+        the log."""
+        hosts = self._hosts
+        if hosts is None or hosts.allows(host):
+            return True
+        self._host_refusals += 1
+        level = logging.WARNING if self._host_refusals == 1 else logging.DEBUG
+        self._log.log(
+            level,
+            "wskit: refused Host %r (400): not in allowed_hosts %s; behind a proxy, "
+            "forward the public Host header and list it in allowed_hosts",
+            shown,
+            list(hosts.entries),
+        )
+        return False
+
+    async def _call_hook(
+        self, hook: Callable[[Connection[Any]], Any], conn: Connection[Any], name: str
+    ) -> None:
+        """Run the adapter's ``on_open``/``on_close`` hook (sync or async); a
+        failure is logged, never raised into the connection's life cycle."""
+        try:
+            result = hook(conn)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            self._log.exception("wskit: %s hook failed (client %s)", name, conn.client_id)
+
+    def _report_too_big(self, conn: Connection[Any]) -> None:
+        """Report to the router's ``on_error`` hooks that the server refused a
+        frame above ``max_message_bytes`` itself (through the public
+        ``run_callback``, which reports what its callback raises)."""
+        limit = self.max_message_bytes
+        exc = ProtocolError(
+            ErrorCode.RESOURCE_EXHAUSTED, f"Message exceeds max size: {limit} bytes"
+        )
+
+        def fail() -> None:
+            raise exc
+
+        conn.run_callback(fail)
