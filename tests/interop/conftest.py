@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import hashlib
 import inspect
 import json
@@ -39,7 +40,8 @@ from websockets.asyncio.client import connect as ws_connect
 
 from wskit.aiohttp import create_app
 from wskit.aiohttp.testing import LoopbackServer, loopback_server
-from wskit.client import Client, ClientState
+from wskit.client import Client
+from wskit.client.testing import StateRecorder
 from wskit.pydantic import create_router, message, rpc, with_pydantic
 
 TS_DIR = Path(__file__).parent / "ts"
@@ -522,39 +524,9 @@ async def make_client() -> AsyncIterator[Callable[..., Client]]:
             await client.close()
 
 
-class StateRecorder:
-    """Records client states; ``await rec.reached(s)`` returns once ``s`` occurs after the
-    previously reached one (states already recorded count: no race)."""
-
-    def __init__(self, client: Client) -> None:
-        self.states: list[ClientState] = []
-        self._cursor = 0
-        self._changed: asyncio.Future[None] | None = None
-        client.on_state(self._on_state)
-
-    def _on_state(self, state: ClientState) -> None:
-        self.states.append(state)
-        if self._changed is not None and not self._changed.done():
-            self._changed.set_result(None)
-
-    async def reached(self, state: ClientState) -> None:
-        async def wait() -> None:
-            while True:
-                try:
-                    index = self.states.index(state, self._cursor)
-                except ValueError:
-                    self._changed = asyncio.get_running_loop().create_future()
-                    await self._changed
-                    continue
-                self._cursor = index + 1
-                return
-
-        await asyncio.wait_for(wait(), SAFETY_TIMEOUT)
-
-
 @pytest.fixture
 def record_states() -> Callable[[Client], StateRecorder]:
-    return StateRecorder
+    return functools.partial(StateRecorder, timeout=SAFETY_TIMEOUT)
 
 
 # -- raw frames --------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 from collections.abc import AsyncIterator, Callable
@@ -20,7 +21,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from wskit.aiohttp import create_app, token_from_request
-from wskit.client import Client, ClientState
+from wskit.client import Client
+from wskit.client.testing import StateRecorder
 from wskit.core.errors import RpcError
 from wskit.pydantic import create_router, message, rpc, with_pydantic
 
@@ -251,39 +253,9 @@ async def make_client(server: AppServer) -> AsyncIterator[Callable[..., Client]]
             await client.close()
 
 
-class StateRecorder:
-    """Records client states. ``await rec.reached(s)`` returns once ``s`` occurs after
-    the previously reached one (already-recorded states count: no race)."""
-
-    def __init__(self, client: Client) -> None:
-        self.states: list[ClientState] = []
-        self._cursor = 0
-        self._changed: asyncio.Future[None] | None = None
-        client.on_state(self._on_state)
-
-    def _on_state(self, state: ClientState) -> None:
-        self.states.append(state)
-        if self._changed is not None and not self._changed.done():
-            self._changed.set_result(None)
-
-    async def reached(self, state: ClientState) -> None:
-        async def wait() -> None:
-            while True:
-                try:
-                    index = self.states.index(state, self._cursor)
-                except ValueError:
-                    self._changed = asyncio.get_running_loop().create_future()
-                    await self._changed
-                    continue
-                self._cursor = index + 1
-                return
-
-        await asyncio.wait_for(wait(), SAFETY_TIMEOUT)
-
-
 @pytest.fixture
 def record_states() -> Callable[[Client], StateRecorder]:
-    return StateRecorder
+    return functools.partial(StateRecorder, timeout=SAFETY_TIMEOUT)
 
 
 # -- a raw server for hostile frames ----------------------------------------------------
