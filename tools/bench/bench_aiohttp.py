@@ -31,12 +31,12 @@ import asyncio
 import json
 import os
 import resource
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from typing import Any
+
+from _proc import ServerProcess, free_port, idle_growth, run_generator
 
 CONNS = 50
 IDLE_CONNS = 1000
@@ -267,98 +267,30 @@ async def generate_idle(kind: str, port: int) -> None:
 # ================================================================== orchestrator
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-_CLK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLK
-
-
-def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
-
-
-class Server:
-    def __init__(self, kind: str) -> None:
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve", kind, str(self.port)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        if self.proc.stdout.readline().strip() != "listening":
-            raise RuntimeError(f"{kind} server did not start")
-
-    def stop(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+def start_server(kind: str) -> ServerProcess:
+    port = free_port()
+    return ServerProcess([sys.executable, __file__, "--serve", kind, str(port)], port, kind)
 
 
 def run_rpc(kind: str, duration: float) -> tuple[float, float]:
     """(round trips/s, server CPU µs per round trip)."""
-    server = Server(kind)
+    server = start_server(kind)
     try:
-        gen = subprocess.Popen(
-            [sys.executable, __file__, "--rpc", kind, str(server.port), str(duration)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert gen.stdout is not None
-        assert gen.stdout.readline().strip() == "start"
-        cpu0 = cpu_seconds(server.proc.pid)
-        _, count, elapsed = gen.stdout.readline().split()
-        cpu1 = cpu_seconds(server.proc.pid)
-        if gen.wait(timeout=60) != 0:
-            raise RuntimeError(f"{kind}: load generator failed")
+        argv = [sys.executable, __file__, "--rpc", kind, str(server.port), str(duration)]
+        (count, elapsed), cpu = run_generator(server, argv, kind, timeout=60)
     finally:
         server.stop()
-    rate = int(count) / float(elapsed)
-    return rate, (cpu1 - cpu0) / int(count) * 1e6
+    return int(count) / float(elapsed), cpu / int(count) * 1e6
 
 
 def run_idle(kind: str) -> float:
     """Server RSS growth per idle connection, in bytes."""
-    server = Server(kind)
+    server = start_server(kind)
     try:
-        gen = subprocess.Popen(
-            [sys.executable, __file__, "--idle", kind, str(server.port)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert gen.stdin is not None and gen.stdout is not None
-        assert gen.stdout.readline().strip() == "baseline"
-        before = rss_bytes(server.proc.pid)
-        gen.stdin.write("go\n")
-        gen.stdin.flush()
-        assert gen.stdout.readline().strip() == f"open {IDLE_CONNS}"
-        after = rss_bytes(server.proc.pid)
-        gen.stdin.write("done\n")
-        gen.stdin.flush()
-        if gen.wait(timeout=60) != 0:
-            raise RuntimeError(f"{kind}: idle generator failed")
+        argv = [sys.executable, __file__, "--idle", kind, str(server.port)]
+        return idle_growth(server, argv, IDLE_CONNS, kind)
     finally:
         server.stop()
-    return (after - before) / IDLE_CONNS
 
 
 def main() -> None:

@@ -34,12 +34,12 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import threading
 from typing import Any
 
 import bench_hotpath as hot
+from _proc import ServerProcess, free_port
 
 SERVER_CPU = hot.SERVER_CPU
 
@@ -184,42 +184,14 @@ def serve(kind: str, port: int) -> None:
 # ================================================================== orchestrator
 
 
-class Server(hot.Server):
-    def __init__(self, kind: str) -> None:
-        self.port = hot.free_port()
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve", kind, str(self.port)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        if self.proc.stdout.readline().strip() != "listening":
-            raise RuntimeError(f"{kind} server did not start")
-
-
 def run_load(kind: str, workload: str, duration: float) -> tuple[float, float, float]:
     """(operations/s, server CPU µs per operation, generator CPU share)."""
-    server = Server(kind)
+    port = free_port()
+    server = ServerProcess([sys.executable, __file__, "--serve", kind, str(port)], port, kind)
     try:
-        gen = subprocess.Popen(
-            [sys.executable, hot.__file__, "--generate", workload, str(server.port), str(duration)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert gen.stdout is not None
-        line = gen.stdout.readline().strip()
-        if line != "start":
-            raise RuntimeError(f"{kind}/{workload}: generator said {line!r}")
-        cpu0 = hot.cpu_seconds(server.proc.pid)
-        _, count, elapsed, gen_cpu = gen.stdout.readline().split()
-        cpu1 = hot.cpu_seconds(server.proc.pid)
-        if gen.wait(timeout=120) != 0:
-            raise RuntimeError(f"{kind}/{workload}: load generator failed")
+        return hot.measure_load(server, kind, workload, duration)
     finally:
         server.stop()
-    ops = int(count)
-    return ops / float(elapsed), (cpu1 - cpu0) / ops * 1e6, float(gen_cpu) / float(elapsed)
 
 
 def main() -> None:

@@ -28,12 +28,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 import time
 import uuid
 from typing import Any
+
+from _proc import free_port  # tools/bench/ is on sys.path
 
 TEXT = "hello from the benchmark"
 
@@ -149,12 +150,6 @@ async def _drive(request: Any, total: int, concurrency: int) -> tuple[float, flo
 # ======================================================================= main
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=20_000)
@@ -165,7 +160,7 @@ def main() -> None:
         run_server(args.serve)
         return
 
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, __file__, "--serve", str(port)],
         stdin=subprocess.PIPE,

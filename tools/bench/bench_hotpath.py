@@ -43,13 +43,13 @@ import base64
 import json
 import os
 import resource
-import socket
 import statistics
 import struct
-import subprocess
 import sys
 import time
 from typing import Any
+
+from _proc import ServerProcess, free_port, idle_growth, run_generator
 
 CONNS = 50
 SUBSCRIBERS = 1000
@@ -487,102 +487,42 @@ def generate(workload: str, port: int, duration: float) -> None:
 # ================================================================== orchestrator
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def start_server(kind: str, loop_kind: str) -> ServerProcess:
+    port = free_port()
+    argv = [sys.executable, __file__, "--serve", kind, str(port), loop_kind]
+    return ServerProcess(argv, port, kind)
 
 
-_CLK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLK
-
-
-def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
-
-
-class Server:
-    def __init__(self, kind: str, loop_kind: str) -> None:
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve", kind, str(self.port), loop_kind],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        if self.proc.stdout.readline().strip() != "listening":
-            raise RuntimeError(f"{kind} server did not start")
-
-    def stop(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+def measure_load(
+    server: ServerProcess, label: str, workload: str, duration: float
+) -> tuple[float, float, float]:
+    """(operations/s, server CPU µs per operation, generator CPU share) of this
+    file's ``workload`` generator against ``server``."""
+    argv = [sys.executable, __file__, "--generate", workload, str(server.port), str(duration)]
+    (count, elapsed, gen_cpu), cpu = run_generator(server, argv, f"{label}/{workload}")
+    ops = int(count)
+    return ops / float(elapsed), cpu / ops * 1e6, float(gen_cpu) / float(elapsed)
 
 
 def run_load(
     kind: str, loop_kind: str, workload: str, duration: float
 ) -> tuple[float, float, float]:
     """(operations/s, server CPU µs per operation, generator CPU share)."""
-    server = Server(kind, loop_kind)
+    server = start_server(kind, loop_kind)
     try:
-        gen = subprocess.Popen(
-            [sys.executable, __file__, "--generate", workload, str(server.port), str(duration)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert gen.stdout is not None
-        line = gen.stdout.readline().strip()
-        if line != "start":
-            raise RuntimeError(f"{kind}/{workload}: generator said {line!r}")
-        cpu0 = cpu_seconds(server.proc.pid)
-        _, count, elapsed, gen_cpu = gen.stdout.readline().split()
-        cpu1 = cpu_seconds(server.proc.pid)
-        if gen.wait(timeout=120) != 0:
-            raise RuntimeError(f"{kind}/{workload}: load generator failed")
+        return measure_load(server, kind, workload, duration)
     finally:
         server.stop()
-    ops = int(count)
-    return ops / float(elapsed), (cpu1 - cpu0) / ops * 1e6, float(gen_cpu) / float(elapsed)
 
 
 def run_idle(kind: str, loop_kind: str) -> float:
     """Server RSS growth per idle connection, in bytes."""
-    server = Server(kind, loop_kind)
+    server = start_server(kind, loop_kind)
     try:
-        gen = subprocess.Popen(
-            [sys.executable, __file__, "--generate", "idle", str(server.port), "0"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert gen.stdin is not None and gen.stdout is not None
-        assert gen.stdout.readline().strip() == "baseline"
-        before = rss_bytes(server.proc.pid)
-        gen.stdin.write("go\n")
-        gen.stdin.flush()
-        assert gen.stdout.readline().strip() == f"open {IDLE_CONNS}"
-        after = rss_bytes(server.proc.pid)
-        gen.stdin.write("done\n")
-        gen.stdin.flush()
-        if gen.wait(timeout=60) != 0:
-            raise RuntimeError(f"{kind}: idle generator failed")
+        argv = [sys.executable, __file__, "--generate", "idle", str(server.port), "0"]
+        return idle_growth(server, argv, IDLE_CONNS, kind)
     finally:
         server.stop()
-    return (after - before) / IDLE_CONNS
 
 
 def main() -> None:

@@ -35,12 +35,12 @@ import asyncio
 import logging
 import os
 import statistics
-import subprocess
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import bench_aiohttp  # tools/bench/ is on sys.path when this file runs as a script
+from _proc import ServerProcess, free_port, run_generator
 
 KINDS = ("off", "sampled-off", "sampled-off, errors logged", "all-on")
 
@@ -124,38 +124,15 @@ def serve(kind: str, port: int) -> None:
 
 def run(kind: str, duration: float) -> tuple[float, float]:
     """(round trips/s, server CPU µs per round trip)."""
-    port = bench_aiohttp.free_port()
-    server = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(KINDS.index(kind)), str(port)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    port = free_port()
+    argv = [sys.executable, __file__, "--serve", str(KINDS.index(kind)), str(port)]
+    server = ServerProcess(argv, port, kind)
     try:
-        assert server.stdout is not None
-        if server.stdout.readline().strip() != "listening":
-            raise RuntimeError(f"{kind} server did not start")
-        gen = subprocess.Popen(
-            [sys.executable, __file__, "--rpc", str(port), str(duration)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert gen.stdout is not None
-        assert gen.stdout.readline().strip() == "start"
-        cpu0 = bench_aiohttp.cpu_seconds(server.pid)
-        _, count, elapsed = gen.stdout.readline().split()
-        cpu1 = bench_aiohttp.cpu_seconds(server.pid)
-        if gen.wait(timeout=60) != 0:
-            raise RuntimeError(f"{kind}: load generator failed")
+        gen_argv = [sys.executable, __file__, "--rpc", str(port), str(duration)]
+        (count, elapsed), cpu = run_generator(server, gen_argv, kind, timeout=60)
     finally:
-        assert server.stdin is not None
-        server.stdin.close()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-    return int(count) / float(elapsed), (cpu1 - cpu0) / int(count) * 1e6
+        server.stop()
+    return int(count) / float(elapsed), cpu / int(count) * 1e6
 
 
 IN_PROCESS = (

@@ -40,6 +40,8 @@ import sys
 import time
 from typing import Any
 
+from _proc import free_port  # tools/bench/ is on sys.path
+
 TOPIC = "bench:room"
 TEXT = "hello from the benchmark"
 WARMUP = 2
@@ -336,12 +338,6 @@ async def load_generator(kind: str, n: int, port: int, ctl_port: int) -> None:
 
 
 # ================================================================== orchestrator
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run_one(kind: str, n: int) -> list[float]:
