@@ -1,5 +1,6 @@
-"""In-process drivers shared by the dispatch benchmarks: they push frames through a
-router's real connection and collect the replies, without a network."""
+"""In-process drivers shared by the benchmarks: they push frames through a
+router's real connection and collect the replies, without a network, and count
+what arrives (:class:`Sink`)."""
 
 from __future__ import annotations
 
@@ -93,3 +94,28 @@ def best_of(fn: Callable[[], Any], rounds: int) -> float:
         fn()
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+class Sink:
+    """Counts hand-offs (``hit()``); ``await until(n)`` returns once the n-th
+    arrived, and gives up after ``deadline_s`` seconds."""
+
+    def __init__(self, deadline_s: float) -> None:
+        self.deadline_s = deadline_s
+        self.count = 0
+        self.last_at = 0.0
+        self._target = 0
+        self._event = asyncio.Event()
+
+    def hit(self) -> None:
+        self.count += 1
+        self.last_at = time.perf_counter()
+        if self.count >= self._target:
+            self._event.set()
+
+    async def until(self, n: int) -> None:
+        if self.count >= n:
+            return
+        self._target = n
+        self._event.clear()
+        await asyncio.wait_for(self._event.wait(), self.deadline_s)

@@ -28,6 +28,7 @@ from typing import Any
 
 import aiohttp
 import redis.asyncio as redis
+from _drivers import Sink  # tools/bench/ is on sys.path
 from aiohttp import web
 
 from wskit.aiohttp import create_app
@@ -44,27 +45,6 @@ DEADLINE_S = 120.0
 
 Chat = define_message("CHAT", any_object())
 Follow = define_message("FOLLOW", any_object())
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.count = 0
-        self.last_at = 0.0
-        self._target = 0
-        self._event = asyncio.Event()
-
-    def hit(self) -> None:
-        self.count += 1
-        self.last_at = time.perf_counter()
-        if self.count >= self._target:
-            self._event.set()
-
-    async def until(self, n: int) -> None:
-        if self.count >= n:
-            return
-        self._target = n
-        self._event.clear()
-        await asyncio.wait_for(self._event.wait(), DEADLINE_S)
 
 
 class CountingTransport:
@@ -93,7 +73,7 @@ async def throughput(url: str) -> tuple[list[float], list[float]]:
     router_b = create_router().plugin(
         with_pubsub(redis_pubsub(client_b, channel_prefix="bench:"), history=history)
     )
-    sink = Sink()
+    sink = Sink(DEADLINE_S)
     await get_pubsub(router_a).start()
     conn = router_b.connect({}, max_buffered_bytes=1 << 30)
     pump = asyncio.get_running_loop().create_task(conn.pump(CountingTransport(sink)))

@@ -30,6 +30,7 @@ from importlib.metadata import version
 from typing import Any
 
 import redis.asyncio as redis
+from _drivers import Sink  # tools/bench/ is on sys.path
 
 try:
     import socketio
@@ -49,29 +50,6 @@ LIMITER_WINDOW = 64  # below redis-py's default pool size
 DEADLINE_S = 60.0
 
 Chat = define_message("CHAT", any_object())
-
-
-class Sink:
-    """Counts hand-offs on instance B; lets the driver await the n-th one."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.last_at = 0.0
-        self._target = 0
-        self._event = asyncio.Event()
-
-    def hit(self) -> None:
-        self.count += 1
-        self.last_at = time.perf_counter()
-        if self.count >= self._target:
-            self._event.set()
-
-    async def until(self, n: int) -> None:
-        if self.count >= n:
-            return
-        self._target = n
-        self._event.clear()
-        await asyncio.wait_for(self._event.wait(), DEADLINE_S)
 
 
 class NullTransport:
@@ -115,7 +93,7 @@ async def bench_wskit(url: str) -> tuple[float, float, float]:
     adapter_b = redis_pubsub(client_b, channel_prefix="bench:")
     router_a = create_router().plugin(with_pubsub(adapter_a))
     router_b = create_router().plugin(with_pubsub(adapter_b))
-    sink = Sink()
+    sink = Sink(DEADLINE_S)
     pubsub_b = get_pubsub(router_b)
     inner = pubsub_b.deliver
 
@@ -153,7 +131,7 @@ async def bench_socketio(url: str) -> tuple[float, float, float]:
     mgr_b = socketio.AsyncRedisManager(url, channel="bench-sio")
     server_a = socketio.AsyncServer(client_manager=mgr_a, async_mode="aiohttp")
     server_b = socketio.AsyncServer(client_manager=mgr_b, async_mode="aiohttp")
-    sink = Sink()
+    sink = Sink(DEADLINE_S)
 
     async def send_eio_packet(eio_sid: str, pkt: Any) -> None:
         sink.hit()
