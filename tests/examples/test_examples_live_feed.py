@@ -12,7 +12,7 @@ import json
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,16 +82,6 @@ async def stop(proc: asyncio.subprocess.Process, sig: int = signal.SIGINT) -> No
         except asyncio.TimeoutError:
             proc.kill()
             await proc.wait()
-
-
-@pytest.fixture
-async def redis_server() -> AsyncIterator[RedisServer]:
-    server = RedisServer()
-    try:
-        await server.start()
-        yield server
-    finally:
-        await server.stop()
 
 
 async def test_the_feed_survives_server_and_redis_restarts(redis_server: RedisServer) -> None:

@@ -33,14 +33,8 @@ EXPECTED = [
 
 
 @pytest.fixture
-async def redis_url() -> AsyncIterator[str]:
-    """A private redis-server on a free port (never the machine's 6379)."""
-    server = RedisServer()
-    try:
-        await server.start()
-        yield server.url
-    finally:
-        await server.stop()
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
 
 
 @pytest.fixture

@@ -12,19 +12,14 @@ from wskit.redis.testing import RedisServer
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def test_two_processes_fan_out_through_redis() -> None:
-    server = RedisServer()
-    await server.start()
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "examples.redis_fanout", "--redis", server.url,
-            cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-    finally:
-        await server.stop()
+async def test_two_processes_fan_out_through_redis(redis_server: RedisServer) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "examples.redis_fanout", "--redis", redis_server.url,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert (proc.returncode, err.decode()) == (0, "")
     lines = out.decode().splitlines()
     assert lines == [
