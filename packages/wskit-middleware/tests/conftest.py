@@ -3,7 +3,6 @@ a fresh Prometheus registry, and a logger whose records are kept."""
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -56,18 +55,13 @@ def registry() -> CollectorRegistry:
     return CollectorRegistry()
 
 
-# Tests that make a handler raise a plain exception on purpose (or abort an RPC)
-# say so to the harness: newer harnesses fail a test on unexpected reported errors.
-_ALLOW: dict[str, Any] = (
-    {"allow_errors": True} if "allow_errors" in inspect.signature(Harness).parameters else {}
-)
-
-
 @pytest.fixture
 def failing_harness() -> Any:
-    """``failing_harness(router)``: a Harness that expects reported errors."""
+    """``failing_harness(router)``: a Harness that expects reported errors (for tests
+    that make a handler raise a plain exception, or abort an RPC, on purpose: the
+    harness fails a test on errors it was not told to expect)."""
 
     def make(router: Any, **options: Any) -> Harness[Any]:
-        return Harness(router, **_ALLOW, **options)
+        return Harness(router, allow_errors=True, **options)
 
     return make
