@@ -15,7 +15,6 @@ import contextlib
 import fcntl
 import functools
 import hashlib
-import inspect
 import json
 import os
 import platform
@@ -76,10 +75,6 @@ SCHEMAS = SimpleNamespace(
     Count=Count,
     Fail=Fail,
 )
-
-#: Whether this wskit-client has ``compat="ws-kit-ts"`` (a client that never writes
-#: ``meta.timeoutMs``/``meta.idempotencyKey``, which a strict TS server rejects).
-COMPAT_AVAILABLE = "compat" in inspect.signature(Client).parameters
 
 
 def build_wskit_router() -> Any:
@@ -492,26 +487,17 @@ def schemas() -> SimpleNamespace:
 
 
 @pytest.fixture
-def require_compat() -> None:
-    """Skip while wskit-client has no ``compat="ws-kit-ts"`` option (it is being added)."""
-    if not COMPAT_AVAILABLE:
-        pytest.skip("wskit-client has no compat='ws-kit-ts' option yet")
-
-
-@pytest.fixture
 async def make_client() -> AsyncIterator[Callable[..., Client]]:
     """``make_client(url, compat=False, **options)``: a wskit client, closed at teardown.
 
-    ``compat=True`` asks for ``compat="ws-kit-ts"`` (no ``timeoutMs``/``idempotencyKey`` in
-    meta); tests that need it are skipped while the client lacks the option.
+    ``compat=True`` asks for ``compat="ws-kit-ts"``: a client that never writes
+    ``meta.timeoutMs``/``meta.idempotencyKey``, which a strict TS server rejects.
     """
     clients: list[Client] = []
 
     def make(url: str, *, compat: bool = False, **options: Any) -> Client:
         options.setdefault("reconnect", False)
         if compat:
-            if not COMPAT_AVAILABLE:  # pragma: no cover - guarded by skipif in the tests
-                raise AssertionError("this wskit-client has no compat option")
             options["compat"] = "ws-kit-ts"
         client = Client(url, **options)
         clients.append(client)

@@ -240,7 +240,7 @@ async def test_plain_client_idempotent_request_is_dropped_by_the_ts_server(
 
 
 async def test_compat_client_request_with_deadline_meta_is_answered(
-    require_compat: None, ts_server: Any, make_client: Callable[..., Client], schemas: Any
+    ts_server: Any, make_client: Callable[..., Client], schemas: Any
 ) -> None:
     client = make_client(ts_server.url, compat=True)
     await client.connect()
@@ -252,7 +252,7 @@ async def test_compat_client_request_with_deadline_meta_is_answered(
 
 
 async def test_compat_client_refuses_idempotency_keys_and_still_works(
-    require_compat: None, ts_server: Any, make_client: Callable[..., Client], schemas: Any
+    ts_server: Any, make_client: Callable[..., Client], schemas: Any
 ) -> None:
     # A strict TypeScript server would drop a request carrying meta.idempotencyKey, so the
     # compat client refuses the key at call time instead of sending a request that hangs.
@@ -268,7 +268,7 @@ async def test_compat_client_refuses_idempotency_keys_and_still_works(
 
 
 async def test_compat_client_progress_and_errors(
-    require_compat: None, ts_server: Any, make_client: Callable[..., Client], schemas: Any
+    ts_server: Any, make_client: Callable[..., Client], schemas: Any
 ) -> None:
     client = make_client(ts_server.url, compat=True)
     await client.connect()
