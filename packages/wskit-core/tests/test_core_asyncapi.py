@@ -400,6 +400,8 @@ def _load(cwd: Path) -> Any:
     [
         (["my_api"], "expected module:router"),
         (["my_api:not_a_router"], "is not a wskit Router"),
+        (["my_api:missing"], "wskit.core.asyncapi: 'my_api:missing': module 'my_api' has no"),
+        (["no_such_api:router"], "wskit.core.asyncapi: cannot import 'no_such_api'"),
         (["my_api:router", "--server", "nope"], "--server expects NAME=URL"),
         (["my_api:router", "--server", "a=http://x"], "ws:// or wss://"),
     ],
@@ -408,6 +410,7 @@ def test_cli_errors(app_module: Path, args: list[str], message: str) -> None:
     result = _cli(app_module, *args)
     assert result.returncode != 0
     assert message in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_required_extended_meta_makes_meta_required() -> None:

@@ -6,58 +6,31 @@ from __future__ import annotations
 
 import argparse
 import errno
-import importlib
 import math
-import os
-import sys
 from collections.abc import Sequence
 from typing import cast
 
 from wskit.aiohttp.handler import Authenticate
 from wskit.aiohttp.server import _run, create_app, pick_uvloop
+from wskit.core import loader
 from wskit.core.connection import HeartbeatOptions
 from wskit.core.router import Router
 
 __all__ = ["build_parser", "load_object", "load_router", "main"]
 
+_PROG = "wskit.aiohttp"
+
 
 def load_object(target: str, what: str = "module:name") -> object:
     """Import ``module:attr`` (``attr`` may be dotted) from the current directory
     or ``sys.path``; a mistake exits with a one-line message saying what to fix."""
-    module_name, sep, attr = target.partition(":")
-    if not sep or not module_name or not attr:
-        raise SystemExit(f"wskit.aiohttp: expected {what}, got {target!r}")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        obj: object = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name is None or not module_name.startswith(exc.name):
-            raise  # the module exists but one of its own imports failed: show that
-        raise SystemExit(
-            f"wskit.aiohttp: cannot import {module_name!r} for {target!r} ({exc}); run from "
-            f"the directory that holds it, or add that directory to PYTHONPATH"
-        ) from None
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise SystemExit(
-                f"wskit.aiohttp: {target!r}: {type(obj).__name__} "
-                f"{getattr(obj, '__name__', module_name)!r} has no attribute {part!r}"
-            ) from None
-    return obj
+    return loader.load_object(target, what=what, prog=_PROG)
 
 
 def load_router(target: str) -> Router[object]:
     """Import ``module:attr`` (``attr`` may be dotted); call it if it is a
     factory rather than a router."""
-    obj = load_object(target, "module:router")
-    if not isinstance(obj, Router) and callable(obj):
-        obj = obj()
-    if not isinstance(obj, Router):
-        raise SystemExit(f"wskit.aiohttp: {target!r} is not a wskit Router")
-    return obj
+    return loader.load_router(target, prog=_PROG)
 
 
 def load_authenticate(target: str) -> Authenticate:

@@ -5,12 +5,11 @@ output file ending in ``.yaml``/``.yml``)."""
 from __future__ import annotations
 
 import argparse
-import importlib
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from wskit.core import loader
 from wskit.core.asyncapi import asyncapi_document, to_json, to_yaml
 from wskit.core.router import Router
 
@@ -20,19 +19,7 @@ __all__ = ["load_router", "main"]
 def load_router(target: str) -> Router[Any]:
     """Import ``module:attr`` (``attr`` may be dotted); call it if it is a
     factory rather than a router."""
-    module_name, sep, attr = target.partition(":")
-    if not sep or not module_name or not attr:
-        raise SystemExit(f"wskit.core.asyncapi: expected module:router, got {target!r}")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    obj: object = importlib.import_module(module_name)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    if not isinstance(obj, Router) and callable(obj):
-        obj = obj()
-    if not isinstance(obj, Router):
-        raise SystemExit(f"wskit.core.asyncapi: {target!r} is not a wskit Router")
-    return obj
+    return loader.load_router(target, prog="wskit.core.asyncapi")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
