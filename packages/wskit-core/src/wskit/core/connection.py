@@ -31,6 +31,7 @@ import sys
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, Protocol, TypeVar
 
 from wskit.core._dispatch import abort_queued, run_worker
@@ -86,6 +87,19 @@ _EAGER_TASKS: Final = sys.version_info >= (3, 12)
 _STARTING: Final[Any] = object()
 
 _OUT_META_DROP: Final = frozenset({"type", "correlationId", "clientId", "receivedAt"})
+
+_HEADS: dict[str, str] = {}  # message type -> '{"type":"...","meta":'
+
+
+def _frame_head(message_type: str) -> str:
+    """The start of an outbound frame, up to the meta object (cached per type)."""
+    head = _HEADS.get(message_type)
+    if head is None:
+        if len(_HEADS) >= 1024:
+            _HEADS.clear()
+        head = _HEADS[message_type] = f'{{"type":{dumps(message_type)},"meta":'
+    return head
+
 
 #: Close codes used by the core and the server adapters.
 CLOSE_GOING_AWAY: Final = 1001
@@ -531,6 +545,7 @@ class Connection(Generic[D]):
         """Build one outbound frame for ``schema`` (validating the payload unless
         outbound validation is off). Raises ``OutboundValidationError``."""
         codec = schema.payload
+        text: str | None = None
         if codec is None:
             if payload is not None:
                 raise TypeError(f"Message {schema.type!r} has no payload")
@@ -542,13 +557,24 @@ class Connection(Generic[D]):
             if validate is None:
                 validate = self.router.validate_outgoing
             try:
-                wire = codec.encode(payload, validate=validate)
+                if validate and schema._encode_json is not None:
+                    text = schema._encode_json(payload)  # the codec's own JSON writer
+                else:
+                    wire = codec.encode(payload, validate=validate)
             except ValidationError as exc:
                 raise OutboundValidationError(schema.type, exc.issues) from None
         out_meta: dict[str, Any]
         out_meta = {k: v for k, v in meta.items() if k not in _OUT_META_DROP} if meta else {}
         if correlation_id is not None:
             out_meta["correlationId"] = correlation_id
+        if text is not None:
+            head = _frame_head(message_type or schema.type)
+            if not out_meta:
+                return f'{head}{{}},"payload":{text}}}'
+            if correlation_id is not None and len(out_meta) == 1 and correlation_id.isascii():
+                cid = encode_basestring(correlation_id)
+                return f'{head}{{"correlationId":{cid}}},"payload":{text}}}'
+            return f'{head}{dumps(out_meta)},"payload":{text}}}'
         if codec is None:
             return dumps({"type": message_type or schema.type, "meta": out_meta})
         return dumps({"type": message_type or schema.type, "meta": out_meta, "payload": wire})

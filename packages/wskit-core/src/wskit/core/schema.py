@@ -8,7 +8,7 @@ itself only ships :class:`JsonObjectCodec`, which accepts any JSON object.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 from wskit.core.envelope import (
@@ -55,6 +55,15 @@ class PayloadCodec(Protocol[T_co]):
       first when ``validate`` is true (raising ``ValidationError``).
     - ``json_schema()``: the JSON Schema of the wire form.
     - ``field_names``: wire names of the top-level fields (used for extended meta).
+
+    Optionally, for speed, a codec may also have ``encode_json(value)``:
+    validate ``value`` as ``encode(value, validate=True)`` would (raising the
+    same ``ValidationError``) and return the payload's JSON text, the same JSON
+    value :func:`~wskit.core.envelope.dumps` would write for what ``encode()``
+    returns (NaN and infinities refused with ``ValueError``, lone surrogates as
+    ``\\uXXXX`` escapes). wskit then splices that text into the frame instead
+    of serializing the payload itself; it is only used when outbound validation
+    is on.
     """
 
     @property
@@ -135,7 +144,7 @@ class MessageSchema(Generic[P]):
     ``wskit.attrs.message()`` or :func:`define_message`.
     """
 
-    __slots__ = ("meta", "payload", "type", "validate_outgoing")
+    __slots__ = ("_encode_json", "meta", "payload", "type", "validate_outgoing")
 
     kind: MessageKind = "event"
 
@@ -149,6 +158,8 @@ class MessageSchema(Generic[P]):
     ) -> None:
         self.type: str = check_message_type(message_type)
         self.payload: PayloadCodec[P] | None = payload
+        # The codec's optional fast path (see PayloadCodec): payload -> JSON text.
+        self._encode_json: Callable[[Any], str] | None = getattr(payload, "encode_json", None)
         if meta is not None:
             names = meta.field_names
             reserved = sorted(names & RESERVED_META_KEYS)

@@ -45,6 +45,7 @@ class PydanticCodec(Generic[M]):
     __slots__ = (
         "_allowed",
         "_dump",
+        "_dump_json",
         "_strict",
         "_validate_json",
         "_validate_python",
@@ -79,6 +80,7 @@ class PydanticCodec(Generic[M]):
         self._validate_python = model.__pydantic_validator__.validate_python
         self._validate_json = model.__pydantic_validator__.validate_json
         self._dump = model.__pydantic_serializer__.to_python
+        self._dump_json = model.__pydantic_serializer__.to_json
 
     def decode(self, data: Any) -> M:
         if type(data) is not dict:
@@ -148,6 +150,30 @@ class PydanticCodec(Generic[M]):
             return self._dump(obj, mode="json", by_alias=True)
         except ValueError:
             return self._to_wire(obj)
+
+    def encode_json(self, value: Any) -> str:
+        """``encode(value, validate=True)`` as JSON text, written by pydantic-core
+        (about twice as fast as dumping the Python form with the stdlib)."""
+        if type(value) is dict:
+            try:
+                obj = self._validate_python(value)
+            except pydantic.ValidationError as exc:
+                raise ValidationError("Outbound validation failed", _issues(exc)) from None
+        elif isinstance(value, self.model):
+            obj = value
+        else:
+            return dumps(self.encode(value, validate=True))
+        try:
+            text: bytes = self._dump_json(obj, by_alias=True)
+        except ValueError:  # a lone surrogate (pydantic-core cannot write it as UTF-8)
+            return dumps(self._to_wire(obj))
+        if b"null" in text or b"NaN" in text or b"Infinity" in text:
+            # pydantic writes NaN and infinities as null (or as constants or strings,
+            # as the model's config says), where wskit refuses them: the Python form
+            # through wskit's encoder decides. (Also taken for any null or such text
+            # in a string: same answer, just slower.)
+            return dumps(self._to_wire(obj))
+        return text.decode()
 
     def _to_wire(self, obj: BaseModel) -> Any:
         try:
