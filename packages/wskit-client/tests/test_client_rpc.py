@@ -317,3 +317,35 @@ async def test_close_fails_pending_requests(make_client: Any, schemas: Any, serv
         await call
     assert client.state == "closed"
     assert client.pending_requests == 0
+
+
+async def test_meta_beyond_the_server_limits_is_refused_before_sending(
+    make_client: Any, schemas: Any
+) -> None:
+    # The same bounds and messages as the server's answer (INVALID_ARGUMENT there).
+    async with make_client() as client:
+        with pytest.raises(ValidationError) as info:
+            await client.request(schemas.Echo, payload={"text": "a"}, meta={"timeoutMs": 2**31})
+        assert info.value.issues == [
+            {
+                "path": ["meta", "timeoutMs"],
+                "message": "Expected a positive integer of milliseconds, at most 2147483647",
+            }
+        ]
+        with pytest.raises(ValidationError) as info:
+            await client.request(schemas.Echo, payload={"text": "a"}, correlation_id="c" * 257)
+        assert info.value.issues == [
+            {
+                "path": ["meta", "correlationId"],
+                "message": "Expected a string of at most 256 characters",
+            }
+        ]
+        assert client.pending_requests == 0
+        # At the bounds, the server takes them.
+        reply = await client.request(
+            schemas.Echo,
+            payload={"text": "edge"},
+            meta={"timeoutMs": 2**31 - 1},
+            correlation_id="c" * 256,
+        )
+        assert reply.text == "edge"

@@ -14,6 +14,7 @@ from wskit.core.envelope import ERROR, STANDARD_META_KEYS, dumps
 from wskit.core.errors import Issue, RpcError, ValidationError
 from wskit.core.pubsub import StreamPosition
 from wskit.core.schema import MessageSchema
+from wskit.core.validation import standard_meta_issue
 
 __all__ = ["ClientErrorInfo", "Compat", "ErrorKind", "Message", "SendStatus"]
 
@@ -100,15 +101,10 @@ class SendStatus(enum.Enum):
 
 
 def _meta_issue(key: str, value: Any) -> Issue | None:
-    t = type(value)
-    if key == "timestamp":
-        ok = t is int or (t is float and math.isfinite(value))
-        return None if ok else Issue(["meta", key], "Expected a number (milliseconds)")
-    if key == "timeoutMs":
-        return (
-            None if t is int and value > 0 else Issue(["meta", key], "Expected a positive integer")
-        )
-    return None if t is str else Issue(["meta", key], "Expected a string")
+    # The server's own rules (timeoutMs at most 2**31 - 1, correlationId at most
+    # 256 characters...): refused here rather than answered INVALID_ARGUMENT there.
+    message = standard_meta_issue(key, value)
+    return None if message is None else Issue(["meta", key], message)
 
 
 def build_meta(
@@ -165,6 +161,9 @@ def build_meta(
     if idempotency_key is not None:
         out["idempotencyKey"] = idempotency_key
     if correlation_id is not None:
+        issue = _meta_issue("correlationId", correlation_id)
+        if issue is not None:
+            raise outbound_error(schema.type, [issue])
         out["correlationId"] = correlation_id
     return out
 

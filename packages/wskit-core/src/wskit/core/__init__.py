@@ -92,7 +92,7 @@ from wskit.core.schema import (
     define_rpc,
     envelope_json_schema,
 )
-from wskit.core.validation import validate_envelope
+from wskit.core.validation import standard_meta_issue, validate_envelope
 
 __version__ = "0.1.0"
 
@@ -178,6 +178,7 @@ __all__ = [
     "is_reserved_type",
     "is_standard_error_code",
     "sanitize_details",
+    "standard_meta_issue",
     "unknown_root_keys",
     "validate_envelope",
 ]

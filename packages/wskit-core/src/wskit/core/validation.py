@@ -22,7 +22,7 @@ from wskit.core.errors import Issue, ValidationError
 if TYPE_CHECKING:
     from wskit.core.schema import MessageSchema
 
-__all__ = ["validate_envelope"]
+__all__ = ["standard_meta_issue", "validate_envelope"]
 
 
 def _is_number(v: Any) -> bool:
@@ -57,6 +57,16 @@ _STANDARD_META: Final = {
     "traceparent": (_is_str, "Expected a string"),
     "tracestate": (_is_str, "Expected a string"),
 }
+
+
+def standard_meta_issue(key: str, value: Any) -> str | None:
+    """What is wrong with ``value`` for the standard meta field ``key`` (the
+    message a server answers with), or ``None`` if it is acceptable (or ``key``
+    is not a standard field). Clients use it to refuse before sending."""
+    rule = _STANDARD_META.get(key)
+    if rule is None or rule[0](value):
+        return None
+    return rule[1]
 
 
 def _prefixed(prefix: str, issues: list[dict[str, Any]]) -> list[Issue]:
