@@ -14,7 +14,9 @@ Servers, each in its own process pinned to CPU 0 (``sched_setaffinity``):
   ``wskit.pydantic`` / ``wskit.attrs`` schemas on ``wskit.aiohttp`` (defaults: wskit also
   validates every payload it sends, which the hand-written server does not);
 - ``wskit-pydantic-trusted`` (only with ``--servers``): the same without validating what
-  handlers send (``with_pydantic(validate_outgoing=False)``), to show what that check costs.
+  handlers send (``with_pydantic(validate_outgoing=False)``), to show what that check costs;
+- ``wskit-pydantic-eager`` (only with ``--servers``, Python 3.12+): the router option
+  ``eager_start=True``.
 
 Workloads (50 connections, one request in flight each, closed loop):
 
@@ -135,7 +137,7 @@ def raw_app() -> Any:
     return app
 
 
-def wskit_app(validator: str, *, validate_outgoing: bool = True) -> Any:
+def wskit_app(validator: str, *, validate_outgoing: bool = True, eager: bool = False) -> Any:
     from wskit.aiohttp import create_app
     from wskit.pubsub import with_pubsub
 
@@ -153,8 +155,6 @@ def wskit_app(validator: str, *, validate_outgoing: bool = True) -> Any:
     Subscribed = message("SUBSCRIBED")
     Say = message("SAY", text=str, n=int)
     News = message("NEWS", text=str, n=int)
-    # WSKIT_BENCH_EAGER=1 turns eager worker start (Python 3.12+) on, for comparison.
-    eager = os.environ.get("WSKIT_BENCH_EAGER", "0") == "1"
     router = (
         create_router(eager_start=eager)
         .plugin(plugin(validate_outgoing=validate_outgoing))
@@ -190,6 +190,8 @@ SERVERS = {
     # Not in the default run: wskit without validating what handlers send (the raw
     # server does not validate its replies either), to show what that check costs.
     "wskit-pydantic-trusted": lambda: wskit_app("pydantic", validate_outgoing=False),
+    # Also not in the default run: the router option eager_start (Python 3.12+).
+    "wskit-pydantic-eager": lambda: wskit_app("pydantic", eager=True),
 }
 DEFAULT_SERVERS = ("raw", "wskit-pydantic", "wskit-attrs")
 
