@@ -490,6 +490,37 @@ async def test_abort_of_a_queued_rpc_means_it_never_runs(app: Any) -> None:
         assert [f["meta"]["correlationId"] for f in conn.frames] == [first.correlation_id]
 
 
+async def test_a_deep_queue_keeps_order_and_aborts(app: Any) -> None:
+    # 200 requests queued behind a waiting one (past the length where the queue
+    # changes representation): answered in order, an aborted one never runs, and
+    # the queue is released once the burst is handled.
+    gate = asyncio.Event()
+    ran: list[int] = []
+
+    @app.router.rpc(app.Slow)
+    async def slow(ctx: Any) -> None:
+        ran.append(ctx.payload.n)
+        if ctx.payload.n == 0:
+            await gate.wait()
+        ctx.reply({"n": ctx.payload.n})
+
+    async with Harness(app.router) as h:
+        conn = await h.connect()
+        calls = [conn.call(app.Slow, {"n": n}) for n in range(201)]
+        await h.flush()
+        assert ran == [0]
+        server_conn = conn.connection
+        assert len(server_conn._inbox) == 200
+        await calls[150].abort()
+        gate.set()
+        await h.flush()
+        expected = [n for n in range(201) if n != 150]
+        assert ran == expected
+        assert [f["payload"]["n"] for f in conn.frames] == expected
+        assert server_conn._inbox is None
+        assert not calls[150].done
+
+
 async def test_abort_without_correlation_id_is_invalid(app: Any) -> None:
     async with Harness(app.router) as h:
         conn = await h.connect()

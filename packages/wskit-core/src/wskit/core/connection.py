@@ -29,6 +29,7 @@ import logging
 import math
 import sys
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from json.encoder import encode_basestring
@@ -85,6 +86,11 @@ InboundItem = dict[str, Any] | ProtocolError
 _EAGER_TASKS: Final = sys.version_info >= (3, 12)
 #: Marks the worker as started while an eager worker task runs its first step.
 _STARTING: Final[Any] = object()
+
+#: A queued inbound frame with its receipt time and size.
+_Inbound = tuple[float, InboundItem, int]
+#: Inbound queue length at which the list becomes a deque (until it drains).
+_DEEP_INBOX: Final = 32
 
 _OUT_META_DROP: Final = frozenset({"type", "correlationId", "clientId", "receivedAt"})
 
@@ -234,7 +240,7 @@ class Connection(Generic[D]):
         self.close_reason = ""
         # Allocated on first use: an idle connection holds as little as possible.
         self._extensions: dict[str, Any] | None = None
-        self._inbox: list[tuple[float, InboundItem, int]] | None = None
+        self._inbox: list[_Inbound] | deque[_Inbound] | None = None
         self._inbox_bytes = 0
         self._inbox_waiter: asyncio.Future[None] | None = None
         self._room_waiter: asyncio.Future[None] | None = None
@@ -435,6 +441,9 @@ class Connection(Generic[D]):
         if inbox is None:
             inbox = self._inbox = []
         inbox.append((received_at, item, size))
+        if len(inbox) == _DEEP_INBOX and type(inbox) is list:
+            # A burst: a deque takes from the front in O(1) (list.pop(0) moves the rest).
+            self._inbox = deque(inbox)
         self._inbox_bytes += size
         if self._worker is None:
             if self.state == "open":
@@ -474,7 +483,12 @@ class Connection(Generic[D]):
     def _take_inbound(self) -> tuple[float, InboundItem]:
         inbox = self._inbox
         assert inbox is not None
-        received_at, item, size = inbox.pop(0)  # short queues: a list beats a deque
+        if isinstance(inbox, list):  # short queues (the usual case): a list beats a deque
+            received_at, item, size = inbox.pop(0)
+        else:
+            received_at, item, size = inbox.popleft()
+            if not inbox:
+                self._inbox = None  # the burst is over: a list again next time
         self._inbox_bytes -= size
         if self._room_waiter is not None and not self._inbound_backlogged():
             self._wake_reader()
