@@ -210,3 +210,45 @@ def test_unknown_fields_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown log fields: colour"):
         with_logging(fields=["type", "colour"])
     assert set(DEFAULT_FIELDS) <= FIELDS
+
+
+async def test_every_field_in_its_place(log: Any) -> None:
+    """All message fields at once: each key carries its own value, in the
+    documented order (the text a formatter writes, and the dict)."""
+    logger, records = log
+    router = _router(logger=logger, fields=sorted(FIELDS), connections=False)
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    async with Harness(router) as h:
+        conn = await h.connect()
+        await conn.request(Ask, {"q": 1}, meta={"traceparent": traceparent})
+        await h.flush()
+    (record,) = records.records
+    fields = records.fields[0]
+    assert list(fields) == [
+        "event",
+        "client_id",
+        "type",
+        "rpc",
+        "correlation_id",
+        "outcome",
+        "duration_ms",
+        "queued_ms",
+        "traceparent",
+        "payload",
+    ]
+    assert _strip(fields) == {
+        "event": "message",
+        "client_id": conn.client_id,
+        "type": "ASK",
+        "rpc": True,
+        "correlation_id": "rpc-1",
+        "outcome": "ok",
+        "traceparent": traceparent,
+        "payload": {"q": 1},
+    }
+    text = record.getMessage()
+    assert text.startswith(
+        f"event=message client_id={conn.client_id} type=ASK rpc=true correlation_id=rpc-1 "
+        "outcome=ok duration_ms="
+    )
+    assert text.endswith(f'traceparent={traceparent} payload={{"q":1}}')

@@ -289,3 +289,65 @@ async def test_unreported_publish_spans_are_bounded(spans: Any) -> None:
     assert len(plugin._pending) == tracing._MAX_PENDING
     ended = [s.name for s in exporter.get_finished_spans()]
     assert ended == [f"publish t{i}" for i in range(5)]  # the oldest, ended when evicted
+
+
+async def test_one_plugin_two_routers_same_type_rpc_in_one(spans: Any) -> None:
+    """Span names, kinds and start attributes are built once per type: a type
+    that is an RPC on one router and an event on another still gets the right ones,
+    and every span starts with the same attributes for the sampler."""
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Sampler, SamplingResult
+
+    from wskit.core.testing import Harness
+
+    seen: list[dict[str, Any]] = []
+
+    class Recording(Sampler):
+        def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+            attributes = kwargs.get("attributes", args[4] if len(args) > 4 else None)
+            seen.append(dict(attributes or {}))
+            return ALWAYS_ON.should_sample(*args, **kwargs)
+
+        def get_description(self) -> str:
+            return "Recording"
+
+    _, exporter = spans
+    provider = TracerProvider(sampler=Recording())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    plugin = with_tracing(tracer_provider=provider)
+    AskEvent = define_message("ASK", any_object())
+    as_rpc = create_router().plugin(plugin)
+    as_event = create_router().plugin(plugin)
+
+    @as_rpc.rpc(Ask)
+    async def ask(ctx: Any) -> None:
+        ctx.reply({})
+
+    @as_event.on(AskEvent)
+    async def told(ctx: Any) -> None:
+        pass
+
+    for router, send in ((as_rpc, True), (as_event, False), (as_rpc, True)):
+        async with Harness(router) as h:
+            conn = await h.connect()
+            if send:
+                await conn.request(Ask, {})
+            else:
+                conn.send(AskEvent, {})
+            await h.flush()
+    finished = exporter.get_finished_spans()
+    assert [(s.name, s.kind) for s in finished] == [
+        ("rpc ASK", SpanKind.SERVER),
+        ("process ASK", SpanKind.CONSUMER),
+        ("rpc ASK", SpanKind.SERVER),
+    ]
+    start = {
+        "messaging.system": "wskit",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": "ASK",
+    }
+    assert seen == [start, start, start]
+    assert [dict(s.attributes or {})["messaging.operation.name"] for s in finished] == [
+        "rpc",
+        "process",
+        "rpc",
+    ]

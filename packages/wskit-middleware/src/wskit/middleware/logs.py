@@ -51,6 +51,19 @@ FIELDS: Final = frozenset(
         "payload",
     }
 )
+#: The fields of a message record, in the order they are written.
+_MESSAGE_FIELDS: Final = (
+    "event",
+    "client_id",
+    "type",
+    "rpc",
+    "correlation_id",
+    "outcome",
+    "duration_ms",
+    "queued_ms",
+    "traceparent",
+    "payload",
+)
 #: The fields logged by default.
 DEFAULT_FIELDS: Final = (
     "event",
@@ -74,23 +87,25 @@ _QUOTED: dict[str, str] = {}  # recent strings as written (types, codes, client 
 _QUOTED_MAX: Final = 4096
 
 
-def _string(value: str) -> str:
-    text = _QUOTED.get(value)
-    if text is None:
-        text = value if _PLAIN.fullmatch(value) else json.dumps(value, ensure_ascii=False)
-        if len(_QUOTED) >= _QUOTED_MAX:
-            _QUOTED.clear()
-        _QUOTED[value] = text
+def _quote(value: str) -> str:
+    """``value`` as written in the text (as it is if plain, else as JSON), remembered."""
+    text = value if _PLAIN.fullmatch(value) else json.dumps(value, ensure_ascii=False)
+    if len(_QUOTED) >= _QUOTED_MAX:
+        _QUOTED.clear()
+    _QUOTED[value] = text
     return text
 
 
 def _text(fields: Mapping[str, Any]) -> str:
     """``key=value`` pairs (logfmt): plain strings as they are, others as JSON."""
+    quoted = _QUOTED
     parts = []
     for key, value in fields.items():
         kind = type(value)
         if kind is str:
-            text = _string(value)
+            text = quoted.get(value)
+            if text is None:
+                text = _quote(value)
         elif kind is float:
             text = f"{value:.3f}"
         elif kind is bool:
@@ -150,6 +165,8 @@ class RequestLogging:
         self.level = level
         self.error_level = error_level
         self.fields = frozenset(fields) | ({"payload"} if log_payload else frozenset())
+        # Which fields a message record gets, looked up once instead of per message.
+        self._wanted = tuple(name in self.fields for name in _MESSAGE_FIELDS)
         self.connections = connections
         self.context_fields = context_fields
 
@@ -211,32 +228,32 @@ class RequestLogging:
 
     def _message(self, ctx: _Ctx, level: int, result: str, start: float) -> None:
         elapsed = (time.perf_counter() - start) * 1000.0
-        wanted = self.fields
+        event, client_id, type_, rpc, cid, outcome_, duration, queued, trace, payload = self._wanted
         meta = ctx.meta
         record: dict[str, Any] = {}
-        if "event" in wanted:
+        if event:
             record["event"] = "message"
-        if "client_id" in wanted:
+        if client_id:
             record["client_id"] = ctx.client_id
-        if "type" in wanted:
+        if type_:
             record["type"] = ctx.type
-        if "rpc" in wanted:
+        if rpc:
             record["rpc"] = ctx.is_rpc
-        if "correlation_id" in wanted:
-            cid = meta.get("correlationId")
-            if cid is not None:
-                record["correlation_id"] = cid
-        if "outcome" in wanted:
+        if cid:
+            correlation_id = meta.get("correlationId")
+            if correlation_id is not None:
+                record["correlation_id"] = correlation_id
+        if outcome_:
             record["outcome"] = result
-        if "duration_ms" in wanted:
+        if duration:
             record["duration_ms"] = elapsed
-        if "queued_ms" in wanted:
+        if queued:
             record["queued_ms"] = max(0.0, ctx.router.clock.now() - ctx.received_at)
-        if "traceparent" in wanted:
+        if trace:
             traceparent = meta.get("traceparent")
             if traceparent is not None:
                 record["traceparent"] = traceparent
-        if "payload" in wanted and ctx.schema.payload is not None:
+        if payload and ctx.schema.payload is not None:
             record["payload"] = _payload(ctx)
         self._log(level, record, ctx)
 

@@ -114,7 +114,7 @@ class Metrics:
         self._closed = 0
         self._slow_consumers = 0
         self._deliveries = 0
-        self._messages: dict[tuple[str, str], int] = {}
+        self._messages: dict[str, dict[str, int]] = {}  # type -> outcome -> count
         self._errors: dict[str, int] = {}
         self._publishes: dict[tuple[str, str], int] = {}
         # type -> [count in each bucket (not cumulative)..., count above the last, sum]
@@ -135,9 +135,10 @@ class Metrics:
     # ------------------------------------------------------------- counting
 
     def _count_message(self, message_type: str, result: str) -> None:
-        key = (message_type, result)
-        counts = self._messages
-        counts[key] = counts.get(key, 0) + 1
+        counts = self._messages.get(message_type)
+        if counts is None:
+            counts = self._messages[message_type] = {}
+        counts[result] = counts.get(result, 0) + 1
 
     def _count_error(self, code: str) -> None:
         counts = self._errors
@@ -160,7 +161,10 @@ class Metrics:
             row[bisect_left(self.buckets, elapsed)] += 1
             row[-1] += elapsed
             result = outcome(ctx, failure)
-            self._count_message(message_type, result)
+            counts = self._messages.get(message_type)
+            if counts is None:
+                counts = self._messages[message_type] = {}
+            counts[result] = counts.get(result, 0) + 1
             if failure is None and ctx.error_code is not None:
                 self._count_error(result)  # answered with ctx.error(): never reported
 
@@ -242,8 +246,9 @@ class Metrics:
         f.closed.add_metric([], self._closed)
         f.slow_consumers.add_metric([], self._slow_consumers)
         f.deliveries.add_metric([], self._deliveries)
-        for (message_type, result), count in list(self._messages.items()):
-            f.messages.add_metric([message_type, result], count)
+        for message_type, outcomes in list(self._messages.items()):
+            for result, count in list(outcomes.items()):
+                f.messages.add_metric([message_type, result], count)
         for code, count in list(self._errors.items()):
             f.errors.add_metric([code], count)
         for (message_type, result), count in list(self._publishes.items()):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Final
 
 from opentelemetry import context as otel_context
@@ -67,6 +68,8 @@ class Tracing:
         self.propagate_publish = propagate_publish
         self._pending: OrderedDict[str, trace.Span] = OrderedDict()
         self._root = otel_context.Context()
+        # Per message type: the span's name, kind and start attributes (built once).
+        self._starts: dict[str, _Start] = {}
 
     def __call__(self, router: Router[Any]) -> Router[Any]:
         router.use(self.middleware)
@@ -83,25 +86,24 @@ class Tracing:
             parent = self.propagator.extract(meta, context=self._root)
         else:
             parent = self._root
+        message_type = ctx.type
         rpc = ctx.is_rpc
+        start = self._starts.get(message_type)
+        if start is None or start[3] is not rpc:
+            start = self._starts[message_type] = _start(message_type, rpc)
+        name, kind, attributes, _ = start
         # The attributes a sampler may use go in at the start; the others only
         # onto spans that are recorded.
-        span = self.tracer.start_span(
-            f"rpc {ctx.type}" if rpc else f"process {ctx.type}",
-            context=parent,
-            kind=SpanKind.SERVER if rpc else SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": MESSAGING_SYSTEM,
-                "messaging.operation.type": "process",
-                "messaging.destination.name": ctx.type,
-            },
-        )
+        span = self.tracer.start_span(name, context=parent, kind=kind, attributes=attributes)
         if span.is_recording():
-            span.set_attribute("messaging.operation.name", "rpc" if rpc else "process")
-            span.set_attribute("messaging.client.id", ctx.client_id)
+            recorded: dict[str, Any] = {
+                "messaging.operation.name": "rpc" if rpc else "process",
+                "messaging.client.id": ctx.client_id,
+            }
             cid = meta.get("correlationId")
             if cid is not None:
-                span.set_attribute("messaging.message.conversation_id", cid)
+                recorded["messaging.message.conversation_id"] = cid
+            span.set_attributes(recorded)
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         failure: BaseException | None = None
         try:
@@ -160,6 +162,24 @@ class Tracing:
             span.set_attribute("error.type", result.error or "UNKNOWN")
             span.set_status(Status(StatusCode.ERROR, result.error))
         span.end()
+
+
+_Start = tuple[str, SpanKind, Mapping[str, Any], bool]
+
+
+def _start(message_type: str, rpc: bool) -> _Start:
+    """A message span's name, kind and start attributes (read-only: one mapping
+    serves every span of the type)."""
+    attributes = MappingProxyType(
+        {
+            "messaging.system": MESSAGING_SYSTEM,
+            "messaging.operation.type": "process",
+            "messaging.destination.name": message_type,
+        }
+    )
+    if rpc:
+        return f"rpc {message_type}", SpanKind.SERVER, attributes, True
+    return f"process {message_type}", SpanKind.CONSUMER, attributes, False
 
 
 def _finish(span: trace.Span, result: str, failure: BaseException | None) -> None:
