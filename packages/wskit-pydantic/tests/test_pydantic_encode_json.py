@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+import os
 from datetime import datetime, timezone
 from typing import Any
 
@@ -106,7 +107,11 @@ _payloads = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=300, deadline=None, database=None, derandomize=True)
+# WSKIT_FUZZ_EXAMPLES raises the count for a long run (as in the behaviour fuzz suite).
+_EXAMPLES = int(os.environ.get("WSKIT_FUZZ_EXAMPLES", "300"))
+
+
+@settings(max_examples=_EXAMPLES, deadline=None, database=None, derandomize=_EXAMPLES <= 300)
 @given(payload=_payloads)
 def test_the_fast_path_writes_what_the_general_path_writes(payload: dict[str, Any]) -> None:
     codec = PydanticCodec(Everything)
