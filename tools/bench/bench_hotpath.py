@@ -591,9 +591,16 @@ def main() -> None:
                         continue
                     rate, cpu = results[kind, workload][:2]
                     base_rate, base_cpu = results["raw", workload][:2]
+                    # Each run's own ratio (the two servers ran back to back), so the
+                    # spread shows how far one run's machine state moves a ratio.
+                    paired = sorted(
+                        w[0] / r[0] for w, r in zip(measured[kind], measured["raw"], strict=True)
+                    )
+                    middle = statistics.median(paired)
                     print(
                         f"{pad} {kind} / raw: throughput {rate / base_rate:.2f}x, "
-                        f"CPU per op {cpu / base_cpu:.2f}x"
+                        f"CPU per op {cpu / base_cpu:.2f}x; run by run "
+                        f"{paired[0]:.2f}-{paired[-1]:.2f}x (median {middle:.2f}x)"
                     )
         if "idle" in workloads:
             print(f"\nidle: server RSS growth per connection, {IDLE_CONNS} connections")
