@@ -9,13 +9,15 @@ import enum
 import json
 import math
 import os
+import warnings
 from datetime import datetime, timezone
-from typing import Any
+from decimal import Decimal
+from typing import Any, Literal
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_serializer, field_validator
 from pydantic.alias_generators import to_camel
 
 from wskit.core import MessageContext, OutboundValidationError, RpcContext, ValidationError
@@ -224,3 +226,127 @@ async def test_outbound_validation_errors_are_unchanged() -> None:
         assert isinstance(reported.error, OutboundValidationError)
         paths = sorted(tuple(issue["path"]) for issue in reported.error.issues)
         assert paths == [("text",), ("when",)]
+
+
+class Plain(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    user_name: str
+    note: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    inner: Inner | None = None  # Inner holds a float: checked
+    when: datetime | None = None
+    mood: Mood = Mood.HAPPY
+
+
+class NoFloats(BaseModel):
+    name: str
+    note: str | None = None
+    count: int = 0
+    flags: dict[str, bool] = Field(default_factory=dict)
+    when: datetime | None = None
+    mood: Mood = Mood.HAPPY
+    pair: tuple[int, str] = (0, "")
+
+
+class Tree(BaseModel):  # a recursive model: its schema carries its definitions
+    label: str
+    children: list[Tree] = Field(default_factory=list)
+
+
+class Ratio(enum.Enum):
+    HALF = 0.5
+
+
+class WithValidator(BaseModel):
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def _keep(cls, value: str) -> str:
+        return value
+
+
+class WithSerializer(BaseModel):
+    name: str
+
+    @field_serializer("name")
+    def _out(self, value: str) -> str:
+        return value
+
+
+class Extras(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+
+@pytest.mark.parametrize(
+    ("model", "checked"),
+    [
+        (NoFloats, False),
+        (Tree, False),
+        (Plain, True),  # through Inner.weight
+        (Everything, True),
+        (InfAsConstants, True),
+        (create_model("AnyField", value=(Any, None)), True),
+        (create_model("BareDict", value=(dict, {})), True),
+        (create_model("BareList", value=(list, [])), True),
+        (create_model("Money", value=(Decimal, Decimal(0))), True),
+        (create_model("EnumOfFloats", value=(Ratio, Ratio.HALF)), True),
+        (create_model("FloatLiteral", value=(Literal[0.5, 1], 1)), True),
+        (create_model("StrLiteral", value=(Literal["a", 1, None], "a")), False),
+        (WithValidator, True),
+        (WithSerializer, True),
+        (Extras, True),
+    ],
+)
+def test_which_models_have_their_json_checked_for_nan(
+    model: type[BaseModel], checked: bool
+) -> None:
+    assert PydanticCodec(model)._check_nonfinite is checked
+
+
+def test_a_model_without_floats_writes_none_values_on_the_fast_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    codec = PydanticCodec(NoFloats)
+    payload = {"name": "null NaN Infinity", "note": None, "flags": {"x": True}}
+    general = json.loads(_general(codec, payload))
+
+    def no_general_path(obj: Any) -> Any:
+        raise AssertionError("took the general path")
+
+    monkeypatch.setattr(PydanticCodec, "_to_wire", no_general_path)
+    assert json.loads(codec.encode_json(payload)) == general
+    assert general["note"] is None
+
+
+def test_a_model_instance_given_as_is_writes_what_the_general_path_writes() -> None:
+    # Assignment is not validated: a str field can end up holding anything.
+    codec = PydanticCodec(NoFloats)
+    for odd in (math.nan, math.inf, 1.5, None):
+        obj = NoFloats(name="a")
+        obj.name = odd  # type: ignore[assignment]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # pydantic's "unexpected value"
+            assert _outcome(codec.encode_json, obj) == _outcome(_general, codec, obj)
+
+
+@settings(max_examples=_EXAMPLES, deadline=None, database=None, derandomize=_EXAMPLES <= 300)
+@given(
+    payload=st.fixed_dictionaries(
+        {"name": st.text(max_size=12)},
+        optional={
+            "note": st.none() | st.text(max_size=8),
+            "count": st.integers(min_value=-(2**70), max_value=2**70),
+            "flags": st.dictionaries(st.text(max_size=5), st.booleans(), max_size=3),
+            "when": st.none() | st.datetimes(timezones=st.just(timezone.utc)),
+            "mood": st.sampled_from(["happy", "null", "sad"]),
+            "pair": st.tuples(st.integers(), st.text(max_size=3)).map(list),
+        },
+    )
+)
+def test_an_unchecked_model_writes_what_the_general_path_writes(payload: dict[str, Any]) -> None:
+    codec = PydanticCodec(NoFloats)
+    assert not codec._check_nonfinite
+    assert _outcome(codec.encode_json, payload) == _outcome(_general, codec, payload)

@@ -84,6 +84,9 @@ InboundItem = dict[str, Any] | ProtocolError
 
 #: Python 3.12+ can start a task eagerly (``asyncio.Task(..., eager_start=True)``).
 _EAGER_TASKS: Final = sys.version_info >= (3, 12)
+#: The name of every connection's worker task. Given, so that asyncio does not
+#: format a "Task-<n>" name for each one (Python 3.11 does so eagerly, per task).
+_WORKER_TASK_NAME: Final = "wskit: connection worker"
 #: Marks the worker as started while an eager worker task runs its first step.
 _STARTING: Final[Any] = object()
 
@@ -538,12 +541,14 @@ class Connection(Generic[D]):
             # event-loop round trip. It still runs in its own task (current_task() is
             # the worker), so cancellation and asyncio.timeout() behave as usual.
             self._worker = _STARTING  # frames arriving meanwhile queue behind it
-            worker = asyncio.Task(run_worker(self), loop=loop, eager_start=True)  # type: ignore[call-arg, unused-ignore]
+            worker = asyncio.Task(  # type: ignore[call-arg, unused-ignore]
+                run_worker(self), loop=loop, name=_WORKER_TASK_NAME, eager_start=True
+            )
             if not worker.done():
                 self._worker = worker  # it waits for something: it is the worker now
             # (done: run_worker has already cleared _worker, or started a successor)
         else:
-            self._worker = loop.create_task(run_worker(self))
+            self._worker = loop.create_task(run_worker(self), name=_WORKER_TASK_NAME)
 
     # -------------------------------------------------------------- outbound
 

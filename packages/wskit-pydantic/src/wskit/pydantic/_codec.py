@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import pydantic
 from pydantic import BaseModel, ConfigDict
@@ -22,6 +22,69 @@ VALIDATOR_NAME = "pydantic"
 # Strict errors the JSON retry must not paper over: JSON mode would read an
 # integer too large for a float as infinity.
 _NO_JSON_RETRY = frozenset({"float_type", "finite_number"})
+
+
+# Core-schema node types whose JSON is never a number pydantic could write as
+# null/NaN/Infinity (the containers are walked into; anything else counts as able to).
+_FINITE_NODES: Final = frozenset(
+    {
+        "str", "int", "bool", "none", "datetime", "date", "time", "timedelta", "uuid",
+        "url", "multi-host-url", "bytes", "literal", "enum", "list", "tuple", "set",
+        "frozenset", "dict", "nullable", "default", "union", "tagged-union", "model",
+        "model-fields", "model-field", "typed-dict", "typed-dict-field", "dataclass",
+        "dataclass-args", "dataclass-field", "definitions", "definition-ref",
+        "lax-or-strict", "json-or-python",
+    }
+)  # fmt: skip
+_ITEM_SCHEMAS: Final = {
+    "list": ("items_schema",),
+    "set": ("items_schema",),
+    "frozenset": ("items_schema",),
+    "tuple": ("items_schema",),
+    "dict": ("keys_schema", "values_schema"),
+}
+_NOT_WALKED: Final = frozenset({"metadata", "config", "cls", "members", "expected", "ref"})
+_PLAIN_VALUES: Final = (str, int, bool, type(None))
+
+
+def _may_write_nonfinite(schema: Any) -> bool:
+    """Whether a model's core schema can hold a float, or a value serialized by
+    a function, anywhere: then its JSON may carry a NaN or an infinity written as
+    ``null``/``NaN``/``"Infinity"``, and what it writes is checked. Unknown node
+    types, custom serializers, custom ``__init__``/``model_post_init`` and extra
+    fields count as able to."""
+    # References resolve only within a schema that carries its definitions.
+    refs = isinstance(schema, dict) and schema.get("type") == "definitions"
+    return _nonfinite(schema, refs)
+
+
+def _nonfinite(node: Any, refs: bool) -> bool:
+    if isinstance(node, list):
+        return any(_nonfinite(item, refs) for item in node)
+    if not isinstance(node, dict):
+        return False
+    kind = node.get("type")
+    if isinstance(kind, str):
+        if kind not in _FINITE_NODES or "serialization" in node:
+            return True
+        if kind == "definition-ref" and not refs:
+            return True
+        if any(key not in node for key in _ITEM_SCHEMAS.get(kind, ())):
+            return True  # a container of anything
+        if node.get("custom_init") or node.get("post_init"):
+            return True
+        if node.get("extra_behavior") == "allow" or node.get("computed_fields"):
+            return True
+        config = node.get("config")
+        if isinstance(config, dict) and config.get("extra_fields_behavior") == "allow":
+            return True
+        if kind == "literal" and not all(type(v) in _PLAIN_VALUES for v in node["expected"]):
+            return True
+        if kind == "enum" and not all(
+            type(member.value) in _PLAIN_VALUES for member in node["members"]
+        ):
+            return True
+    return any(_nonfinite(value, refs) for key, value in node.items() if key not in _NOT_WALKED)
 
 
 def _issues(exc: pydantic.ValidationError) -> list[Issue]:
@@ -44,6 +107,7 @@ class PydanticCodec(Generic[M]):
 
     __slots__ = (
         "_allowed",
+        "_check_nonfinite",
         "_dump",
         "_dump_json",
         "_strict",
@@ -81,6 +145,7 @@ class PydanticCodec(Generic[M]):
         self._validate_json = model.__pydantic_validator__.validate_json
         self._dump = model.__pydantic_serializer__.to_python
         self._dump_json = model.__pydantic_serializer__.to_json
+        self._check_nonfinite = _may_write_nonfinite(model.__pydantic_core_schema__)
 
     def decode(self, data: Any) -> M:
         if type(data) is not dict:
@@ -164,16 +229,21 @@ class PydanticCodec(Generic[M]):
         else:
             return dumps(self.encode(value, validate=True))
         try:
-            text: bytes = self._dump_json(obj, by_alias=True)
+            text: str = self._dump_json(obj, by_alias=True).decode()
         except ValueError:  # a lone surrogate (pydantic-core cannot write it as UTF-8)
             return dumps(self._to_wire(obj))
-        if b"null" in text or b"NaN" in text or b"Infinity" in text:
+        # (Searched in the str: `b"..." in some_bytes` first tries the needle as an
+        # integer and raises and clears a TypeError, several times slower.)
+        # A model given as is may hold anything (assignment is not validated); a
+        # freshly validated one holds what its fields allow.
+        checked = self._check_nonfinite or obj is value
+        if checked and ("null" in text or "NaN" in text or "Infinity" in text):
             # pydantic writes NaN and infinities as null (or as constants or strings,
             # as the model's config says), where wskit refuses them: the Python form
             # through wskit's encoder decides. (Also taken for any null or such text
             # in a string: same answer, just slower.)
             return dumps(self._to_wire(obj))
-        return text.decode()
+        return text
 
     def _to_wire(self, obj: BaseModel) -> Any:
         try:
