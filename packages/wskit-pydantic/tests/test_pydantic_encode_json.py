@@ -17,7 +17,15 @@ from typing import Any, Literal
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_serializer, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    create_model,
+    field_serializer,
+    field_validator,
+    model_serializer,
+)
 from pydantic.alias_generators import to_camel
 
 from wskit.core import MessageContext, OutboundValidationError, RpcContext, ValidationError
@@ -275,6 +283,14 @@ class WithSerializer(BaseModel):
         return value
 
 
+class WithModelSerializer(BaseModel):
+    name: str
+
+    @model_serializer
+    def _out(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+
 class Extras(BaseModel):
     model_config = ConfigDict(extra="allow")
     name: str
@@ -297,6 +313,7 @@ class Extras(BaseModel):
         (create_model("StrLiteral", value=(Literal["a", 1, None], "a")), False),
         (WithValidator, True),
         (WithSerializer, True),
+        (WithModelSerializer, True),
         (Extras, True),
     ],
 )
