@@ -161,10 +161,7 @@ class Metrics:
             row[bisect_left(self.buckets, elapsed)] += 1
             row[-1] += elapsed
             result = outcome(ctx, failure)
-            counts = self._messages.get(message_type)
-            if counts is None:
-                counts = self._messages[message_type] = {}
-            counts[result] = counts.get(result, 0) + 1
+            self._count_message(message_type, result)
             if failure is None and ctx.error_code is not None:
                 self._count_error(result)  # answered with ctx.error(): never reported
 
