@@ -331,6 +331,18 @@ async def request(client: WsClient, frame: bytes, replies: int) -> bytes:
     return client.last
 
 
+#: ``--hold`` (count_instructions.py): the generator stops at two quiet points, before
+#: and after its measured window, and says so (``ready``, then its ``end`` line) and
+#: waits for a line on stdin; no request is in flight at either point, so counters
+#: switched on and read there see exactly the measured window's work.
+HOLD = False
+
+
+async def _hold(word: str) -> None:
+    print(word, flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+
+
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -356,32 +368,56 @@ async def gen_closed_loop(port: int, duration: float, workload: str) -> None:
         c.keep_last = False
     count = 0
     counting = False
+    sending = True
+    outstanding = 0  # requests still unanswered once sending stopped
+    quiet: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def make(c: WsClient) -> Any:
         pending = [replies]
 
         def on_frames(n: int) -> None:
-            nonlocal count
+            nonlocal count, outstanding
             pending[0] -= n
             while pending[0] <= 0:  # a full answer arrived: next request
                 pending[0] += replies
                 if counting:
                     count += 1
-                c.send(frame)
+                if sending:
+                    c.send(frame)
+                else:
+                    outstanding -= 1
+                    if not outstanding:
+                        quiet.set_result(None)
 
         return on_frames
+
+    async def quiesce() -> None:  # (--hold) stop sending; every client has one request out
+        nonlocal sending, outstanding, quiet
+        quiet = asyncio.get_running_loop().create_future()
+        sending, outstanding = False, len(clients)
+        await quiet
 
     for c in clients:
         c.on_frames = make(c)
         c.send(frame)
     await asyncio.sleep(WARMUP_S)
+    if HOLD:
+        await quiesce()
+        await _hold("ready")
+        sending = True
+        for c in clients:
+            c.send(frame)
     counting = True
     cpu0, t0 = _cpu(), time.perf_counter()
     print("start", flush=True)
     await asyncio.sleep(duration)
+    if HOLD:
+        await quiesce()  # (the answers to requests still out are counted)
     counting = False
     elapsed, cpu = time.perf_counter() - t0, _cpu() - cpu0
     print(f"end {count} {elapsed} {cpu}", flush=True)
+    if HOLD:
+        await _hold("")
     for c in clients:
         c.on_frames = None
         assert c.transport is not None
@@ -435,6 +471,8 @@ async def gen_fanout(port: int, duration: float) -> None:
     assert got == {"type": "NEWS", "meta": {}, "payload": {"text": TEXT, "n": n}}, got
     last.keep_last = False
     rounds = 0
+    if HOLD:
+        await _hold("ready")
     cpu0, t0 = _cpu(), time.perf_counter()
     print("start", flush=True)
     while time.perf_counter() - t0 < duration:
@@ -442,6 +480,8 @@ async def gen_fanout(port: int, duration: float) -> None:
         rounds += 1
     elapsed, cpu = time.perf_counter() - t0, _cpu() - cpu0
     print(f"end {rounds * SUBSCRIBERS} {elapsed} {cpu}", flush=True)
+    if HOLD:
+        await _hold("")
     for c in [*subs, publisher]:
         assert c.transport is not None
         c.transport.close()
@@ -536,11 +576,14 @@ def main() -> None:
     parser.add_argument("--servers", default=",".join(DEFAULT_SERVERS))
     parser.add_argument("--serve", nargs=3, metavar=("KIND", "PORT", "LOOP"))
     parser.add_argument("--generate", nargs=3, metavar=("WORKLOAD", "PORT", "DURATION"))
+    parser.add_argument("--hold", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.serve[0], int(args.serve[1]), args.serve[2])
         return
     if args.generate:
+        global HOLD
+        HOLD = args.hold
         generate(args.generate[0], int(args.generate[1]), float(args.generate[2]))
         return
 

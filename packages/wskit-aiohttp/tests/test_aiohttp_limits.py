@@ -228,3 +228,58 @@ def test_fast_paths_hold_under_uvloop() -> None:
             assert "uvloop" in type(asyncio.get_running_loop()).__module__
 
     uvloop.run(scenario())
+
+
+class _RecordingSocket:
+    """Stands in for the asyncio transport under an ``AiohttpTransport``."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+
+class _Open:
+    closed = False
+
+
+class _Request:
+    def __init__(self, transport: _RecordingSocket) -> None:
+        self.transport = transport
+
+
+async def test_collected_frames_are_written_once_per_iteration_in_order() -> None:
+    from wskit.aiohttp._transport import AiohttpTransport, WriteCoalescer, text_frame
+
+    sockets = [_RecordingSocket(), _RecordingSocket()]
+    coalescer = WriteCoalescer()
+    one, many = (
+        AiohttpTransport(_Open(), _Request(s), send_timeout=None, coalescer=coalescer)  # type: ignore[arg-type]
+        for s in sockets
+    )
+    shared = '{"type":"NEWS","meta":{}}'  # a fan-out: the same string to both
+    assert one.send_nowait(shared)
+    assert many.send_nowait(shared)
+    assert many.send_nowait('{"type":"A"}')
+    assert many.send_nowait('{"type":"B"}')
+    assert one.collected_bytes == len(text_frame(shared))
+    assert sockets[0].writes == [] and sockets[1].writes == []  # not before the iteration ends
+    await asyncio.sleep(0)
+    assert sockets[0].writes == [text_frame(shared)]
+    assert sockets[1].writes == [
+        text_frame(shared) + text_frame('{"type":"A"}') + text_frame('{"type":"B"}')
+    ]
+    assert one.collected_bytes == 0 and many.collected_bytes == 0
+    # The next iteration's frames form a new write.
+    assert one.send_nowait('{"type":"C"}')
+    one.flush()  # (what the worker does after a batch)
+    assert sockets[0].writes[1:] == [text_frame('{"type":"C"}')]
+    await asyncio.sleep(0)
+    assert len(sockets[0].writes) == 2

@@ -116,7 +116,9 @@ class AiohttpTransport:
         self._send_timeout = send_timeout
         self._compress = compress
         self._coalescer = coalescer or WriteCoalescer()
-        self._pending: list[bytes] | None = None  # frames collected this iteration
+        # Frames collected this iteration: one frame as is (a fan-out's usual case, no
+        # list allocated for it), two or more in a list.
+        self._pending: bytes | list[bytes] | None = None
         self._pending_size = 0
         self._socket: Any = None  # the asyncio transport, taken at the first direct write
 
@@ -165,10 +167,14 @@ class AiohttpTransport:
             return False  # may reach the drain wait: the pump's path
         last = _last_frame
         data: bytes = last[1] if last[0] is frame else text_frame(frame)  # fan-out: framed once
-        if size:
-            self._pending.append(data)  # type: ignore[union-attr]
+        pending = self._pending
+        if pending is not None:  # a second frame this iteration (rarer: no list before it)
+            if isinstance(pending, list):
+                pending.append(data)
+            else:
+                self._pending = [pending, data]
         else:
-            self._pending = [data]
+            self._pending = data
             coalescer = self._coalescer
             coalescer._dirty.append(self)
             if not coalescer._scheduled:
@@ -185,7 +191,7 @@ class AiohttpTransport:
         self._pending = None
         self._pending_size = 0
         try:
-            self._socket.write(pending[0] if len(pending) == 1 else b"".join(pending))
+            self._socket.write(b"".join(pending) if isinstance(pending, list) else pending)
         except Exception as exc:  # a broken socket: end the connection
             _log.debug("wskit: write failed: %r", exc)
             self._socket.abort()
