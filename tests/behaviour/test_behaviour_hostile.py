@@ -460,3 +460,83 @@ async def test_eager_start_answers_inside_receive_and_keeps_its_own_task(app_fac
             assert frames_before_flush == 1  # the PONG was queued before receive() returned
         else:
             assert frames_before_flush == 0  # eager start needs Python 3.12: a plain task
+
+
+class _CollectingTransport:
+    """Collects direct sends and writes them on ``flush()``, as an adapter's transport
+    that writes once per loop iteration does."""
+
+    def __init__(self) -> None:
+        self.collected: list[str] = []
+        self.written: list[list[str]] = []  # one entry per write
+        self.flushes = 0
+
+    def send_nowait(self, frame: str) -> bool:
+        self.collected.append(frame)
+        return True
+
+    def flush(self) -> None:
+        self.flushes += 1
+        if self.collected:
+            self.written.append(self.collected)
+            self.collected = []
+
+    async def send(self, frame: str) -> None:
+        self.written.append([frame])
+
+    async def ping(self) -> None:
+        pass
+
+    async def close(self, code: int, reason: str) -> None:
+        pass
+
+
+async def test_answers_given_inside_receive_are_left_to_the_transport_write(
+    app_factory: Any,
+) -> None:
+    # With the default eager start (Python 3.12+), a handler that does not wait answers
+    # inside receive(); the connection does not flush then (the adapter is still reading
+    # this iteration's sockets). A batch whose task waited is flushed when answered.
+    import asyncio
+    import sys
+
+    app = app_factory()
+    gate = asyncio.Event()
+
+    @app.router.on(app.Ping)
+    async def ping(ctx: Any) -> None:
+        if ctx.payload.text == "wait":
+            await gate.wait()
+        ctx.send(app.Pong, {"reply": ctx.payload.text})
+
+    def frame(text: str) -> str:
+        return json.dumps({"type": "PING", "payload": {"text": text}})
+
+    def pong(text: str) -> str:
+        return json.dumps(
+            {"type": "PONG", "meta": {}, "payload": {"reply": text}}, separators=(",", ":")
+        )
+
+    conn = app.router.connect()
+    assert await conn.open()
+    transport = _CollectingTransport()
+    conn.attach(transport, on_error=lambda exc: None)
+    conn.receive(frame("now"))
+    if sys.version_info >= (3, 12):
+        assert transport.collected == [pong("now")]  # answered before receive() returned
+        assert transport.flushes == 0  # and left for the transport's own write
+        transport.flush()
+    else:
+        await conn.wait_idle()  # a plain task, at the next iteration; it flushes
+        assert transport.flushes == 1
+    assert transport.written == [[pong("now")]]
+    conn.receive(frame("wait"))
+    conn.receive(frame("then"))
+    await asyncio.sleep(0)
+    assert transport.collected == []
+    flushes = transport.flushes
+    gate.set()
+    await conn.wait_idle()
+    assert transport.flushes == flushes + 1  # the task waited: its batch is flushed
+    assert transport.written[1:] == [[pong("wait"), pong("then")]]
+    await conn.handle_close(1000, "")

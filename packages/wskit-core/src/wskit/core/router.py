@@ -144,11 +144,12 @@ class Router(Generic[D]):
       1 MiB): the bound of each connection's queue of frames waiting for their
       handlers; at the bound the adapter stops reading from that socket until
       the queue has drained to half, so TCP slows the sender down.
-    - ``eager_start`` (default ``False``; Python 3.12+): start a connection's handler
-      task inside ``receive()``, so a handler that does not wait for anything answers
-      without an event-loop round trip. It runs in its own task either way. Useful in
-      process (the test harness, embedding); over a socket it measured slower, so it
-      is off by default.
+    - ``eager_start`` (default ``True``; has an effect on Python 3.12+): start a
+      connection's handler task inside ``receive()``, so a handler that does not wait
+      for anything answers without an event-loop round trip. The handler runs in the
+      connection's own task either way (``asyncio.current_task()``, cancellation and
+      ``asyncio.timeout()`` behave alike). ``False`` starts the task at the event
+      loop's next iteration, as on Python 3.10 and 3.11.
 
     Every option is checked here; a bad value raises ``ValueError`` (or
     ``TypeError``) naming it.
@@ -167,7 +168,7 @@ class Router(Generic[D]):
         heartbeat: HeartbeatOptions | None = None,
         max_inbound_messages: int = 1024,
         max_inbound_bytes: int = 1 << 20,
-        eager_start: bool = False,
+        eager_start: bool = True,
     ) -> None:
         if on_unknown not in ("error", "ignore"):
             raise ValueError(f"on_unknown must be 'error' or 'ignore', not {on_unknown!r}")
@@ -665,7 +666,7 @@ def create_router(
     heartbeat: HeartbeatOptions | None = None,
     max_inbound_messages: int = 1024,
     max_inbound_bytes: int = 1 << 20,
-    eager_start: bool = False,
+    eager_start: bool = True,
 ) -> Router[dict[str, Any]]: ...
 
 
@@ -683,7 +684,7 @@ def create_router(
     heartbeat: HeartbeatOptions | None = None,
     max_inbound_messages: int = 1024,
     max_inbound_bytes: int = 1 << 20,
-    eager_start: bool = False,
+    eager_start: bool = True,
 ) -> Router[D]: ...
 
 
@@ -700,7 +701,7 @@ def create_router(
     heartbeat: HeartbeatOptions | None = None,
     max_inbound_messages: int = 1024,
     max_inbound_bytes: int = 1 << 20,
-    eager_start: bool = False,
+    eager_start: bool = True,
 ) -> Router[Any]:
     """Create a router. ``data_type`` only types ``ctx.data`` (e.g. a TypedDict);
     it is not checked at run time. See :class:`Router` for the options."""
