@@ -463,12 +463,11 @@ async def test_eager_start_answers_inside_receive_and_keeps_its_own_task(app_fac
 
 
 class _CollectingTransport:
-    """Collects direct sends and writes them on ``flush()``, as an adapter's transport
-    that writes once per loop iteration does."""
+    """Collects direct sends, as an adapter's transport that writes once per loop
+    iteration does; ``flush()`` would write them at once."""
 
     def __init__(self) -> None:
         self.collected: list[str] = []
-        self.written: list[list[str]] = []  # one entry per write
         self.flushes = 0
 
     def send_nowait(self, frame: str) -> bool:
@@ -477,12 +476,9 @@ class _CollectingTransport:
 
     def flush(self) -> None:
         self.flushes += 1
-        if self.collected:
-            self.written.append(self.collected)
-            self.collected = []
 
     async def send(self, frame: str) -> None:
-        self.written.append([frame])
+        raise AssertionError("every frame here can be sent directly")
 
     async def ping(self) -> None:
         pass
@@ -491,12 +487,10 @@ class _CollectingTransport:
         pass
 
 
-async def test_answers_given_inside_receive_are_left_to_the_transport_write(
-    app_factory: Any,
-) -> None:
-    # With the default eager start (Python 3.12+), a handler that does not wait answers
-    # inside receive(); the connection does not flush then (the adapter is still reading
-    # this iteration's sockets). A batch whose task waited is flushed when answered.
+async def test_answers_are_left_to_the_transports_own_write(app_factory: Any) -> None:
+    # The connection never asks the transport to write early: the answers of every
+    # connection leave together with the transport's write at the start of the next
+    # loop iteration, after the loop has read all the sockets that were ready.
     import asyncio
     import sys
 
@@ -522,21 +516,18 @@ async def test_answers_given_inside_receive_are_left_to_the_transport_write(
     transport = _CollectingTransport()
     conn.attach(transport, on_error=lambda exc: None)
     conn.receive(frame("now"))
-    if sys.version_info >= (3, 12):
-        assert transport.collected == [pong("now")]  # answered before receive() returned
-        assert transport.flushes == 0  # and left for the transport's own write
-        transport.flush()
+    if sys.version_info >= (3, 12):  # eager start: answered before receive() returned
+        assert transport.collected == [pong("now")]
     else:
-        await conn.wait_idle()  # a plain task, at the next iteration; it flushes
-        assert transport.flushes == 1
-    assert transport.written == [[pong("now")]]
+        assert transport.collected == []
+        await conn.wait_idle()  # a plain task, at the next iteration
+        assert transport.collected == [pong("now")]
     conn.receive(frame("wait"))
     conn.receive(frame("then"))
     await asyncio.sleep(0)
-    assert transport.collected == []
-    flushes = transport.flushes
+    assert transport.collected == [pong("now")]
     gate.set()
     await conn.wait_idle()
-    assert transport.flushes == flushes + 1  # the task waited: its batch is flushed
-    assert transport.written[1:] == [[pong("wait"), pong("then")]]
+    assert transport.collected == [pong("now"), pong("wait"), pong("then")]
+    assert transport.flushes == 0
     await conn.handle_close(1000, "")

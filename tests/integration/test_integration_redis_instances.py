@@ -324,7 +324,11 @@ async def test_restarts_under_steady_publishing_lose_no_publish_reported_ok(
             # Pub/sub keeps each subscriber's order: once a marker published
             # last arrives, every earlier message that will ever arrive has.
             await publisher.send("SAY", {"n": "marker"})
-            await stream.wait(lambda: "marker" in stream.received, 10, "marker")
+            # (Its delivery through the other instance and the publisher's own answer
+            # race each other: wait for both.)
+            await stream.wait(
+                lambda: "marker" in stream.received and "marker" in stream.results, 10, "marker"
+            )
             assert stream.results["marker"]["ok"]
 
         ok = [n for n, r in stream.results.items() if r["ok"] and n != "marker"]

@@ -79,7 +79,7 @@ class WriteCoalescer:
         self._scheduled = False
         dirty, self._dirty = self._dirty, []
         for transport in dirty:
-            if transport._pending is not None:  # (most were flushed by their worker)
+            if transport._pending is not None:  # (unless written since, e.g. before a close)
                 transport.flush()
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from wskit.core._outbox import uncancel
 from wskit.core.context import MessageContext, RpcContext
@@ -27,11 +27,7 @@ if TYPE_CHECKING:
     from wskit.core.router import Route
     from wskit.core.schema import RpcSchema
 
-__all__ = ["STARTING", "abort_queued", "expire_rpc", "handle_frame", "run_worker"]
-
-#: ``Connection._worker`` while an eager worker task runs its first step (inside
-#: ``receive()``), before it is known whether the task will have to wait.
-STARTING: Final[Any] = object()
+__all__ = ["abort_queued", "expire_rpc", "handle_frame", "run_worker"]
 
 
 async def run_worker(conn: Connection[Any]) -> None:
@@ -45,13 +41,6 @@ async def run_worker(conn: Connection[Any]) -> None:
                 await handle_frame(conn, received_at, item)
         else:
             await _run_concurrently(conn, limit)
-        # The answers of this batch leave together, now (a transport that collects
-        # direct sends would otherwise write them at the next loop iteration). Not
-        # when the batch ran eagerly, inside receive(): the adapter is still reading
-        # this loop iteration's sockets, and writing at its end, all connections'
-        # answers together, is what a worker task would have done.
-        if conn._worker is not STARTING:
-            conn._out.flush()
     except BaseException as exc:
         conn._worker = None
         if not isinstance(exc, Exception):

@@ -57,7 +57,6 @@ class Outbox:
     __slots__ = (
         "_bytes",
         "_direct",
-        "_flush",
         "_in_write",
         "_interrupted",
         "_items",
@@ -87,7 +86,6 @@ class Outbox:
         self._interrupted = False
         self._in_write = False
         self._direct: Callable[[str], bool] | None = None
-        self._flush: Callable[[], None] | None = None
         self._transport: Transport | None = None
         self._on_error: Callable[[BaseException], None] | None = None
 
@@ -121,16 +119,6 @@ class Outbox:
         self._bytes += size
         self._wake()
         return True
-
-    def flush(self) -> None:
-        """Ask the transport to write what it collected from direct sends now (a
-        transport may collect them to write once per loop iteration)."""
-        flush = self._flush
-        if flush is not None:
-            try:  # (no contextlib.suppress: this runs for every answered batch)  # noqa: SIM105
-                flush()
-            except Exception:  # the pump meets the same failure and reports it
-                pass
 
     def push_ping(self) -> None:
         self._queue().append(PING)
@@ -191,7 +179,6 @@ class Outbox:
         self._transport = transport
         self._on_error = on_error
         self._direct = getattr(transport, "send_nowait", None)
-        self._flush = getattr(transport, "flush", None)
         self._pump_busy = False
         if self._items:
             self._start_pump()
@@ -229,12 +216,10 @@ class Outbox:
         """Write the FIFO to ``transport`` until the close item is sent or
         ``is_closed()``. Transport errors propagate to the caller."""
         self._direct = getattr(transport, "send_nowait", None)
-        self._flush = getattr(transport, "flush", None)
         try:
             await self._write(transport, until_empty=False, is_closed=is_closed)
         finally:
             self._direct = None
-            self._flush = None
             self._pump_busy = True
 
     async def _write(

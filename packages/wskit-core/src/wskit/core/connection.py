@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from json.encoder import encode_basestring
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, Protocol, TypeVar
 
-from wskit.core._dispatch import STARTING as _STARTING
 from wskit.core._dispatch import abort_queued, run_worker
 from wskit.core._heartbeat import Heartbeat
 from wskit.core._outbox import OutboundItem, Outbox
@@ -88,6 +87,8 @@ _EAGER_TASKS: Final = sys.version_info >= (3, 12)
 #: The name of every connection's worker task. Given, so that asyncio does not
 #: format a "Task-<n>" name for each one (Python 3.11 does so eagerly, per task).
 _WORKER_TASK_NAME: Final = "wskit: connection worker"
+#: Marks the worker as started while an eager worker task runs its first step.
+_STARTING: Final[Any] = object()
 
 #: A queued inbound frame with its receipt time and size.
 _Inbound = tuple[float, InboundItem, int]
@@ -168,12 +169,9 @@ class Transport(Protocol):
     then writes frames directly while its FIFO is empty and the pump is idle,
     saving a task switch per frame (pub/sub fan-out, request/response). Such a
     transport may collect direct sends and write them together, at the latest
-    at the next event-loop iteration; it then also offers ``flush()``, which the
-    connection calls when its handler task has answered a batch of frames after
-    waiting for something, so the answers leave at once in one write. A batch
-    answered inside ``receive()`` (an eager start, Python 3.12+) is not flushed:
-    the adapter is still reading, and its answers leave with the iteration's
-    other writes.
+    at the start of the next event-loop iteration: what every connection's
+    handlers answered in one iteration then leaves together, after the loop has
+    read every socket that was ready, one write per connection.
     """
 
     async def send(self, frame: str) -> None: ...
