@@ -109,17 +109,19 @@ def _compose(
 def _wrap(
     mw: Middleware[Any], inner: Callable[[Any], Awaitable[None]]
 ) -> Callable[[Any], Awaitable[None]]:
-    async def step(ctx: Any) -> None:
+    # Plain functions handing the awaitables on (no coroutine frame of their own): the
+    # middleware awaits what next() returns, which is the inner step's coroutine.
+    def step(ctx: Any) -> Awaitable[None]:
         called = False
 
-        async def next_() -> None:
+        def next_() -> Awaitable[None]:
             nonlocal called
             if called:
                 raise RuntimeError("next() called multiple times")
             called = True
-            await inner(ctx)
+            return inner(ctx)
 
-        await mw(ctx, next_)
+        return mw(ctx, next_)
 
     return step
 
