@@ -13,7 +13,14 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import (
+    INVALID_SPAN_CONTEXT,
+    SpanContext,
+    SpanKind,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+)
 
 from wskit.core import (
     PublishRecord,
@@ -515,3 +522,65 @@ async def test_trace_context_continues_through_the_read_traceparent(spans: Any) 
     assert pubsub.metas[0] == {
         "traceparent": f"00-{TRACE_ID}-{_hex(publish.context.span_id, 16)}-01"
     }
+
+
+@pytest.mark.parametrize(
+    "span_context",
+    [
+        SpanContext(int(TRACE_ID, 16), int(PARENT_ID, 16), False, TraceFlags(1)),
+        SpanContext(1, 1, False, TraceFlags(0)),
+        SpanContext(2**128 - 1, 2**64 - 1, True, TraceFlags(0xFF)),
+        SpanContext(
+            int(TRACE_ID, 16),
+            int(PARENT_ID, 16),
+            False,
+            TraceFlags(1),
+            TraceState([("vendor", "1"), ("other", "abc")]),
+        ),
+        SpanContext(0, int(PARENT_ID, 16), False, TraceFlags(1)),
+        INVALID_SPAN_CONTEXT,
+    ],
+)
+def test_publish_trace_context_is_written_as_the_w3c_propagator_writes_it(
+    span_context: SpanContext,
+) -> None:
+    from opentelemetry.context import Context
+    from opentelemetry.trace import NonRecordingSpan, set_span_in_context
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    from wskit.middleware.tracing import _inject_w3c
+
+    ours: dict[str, Any] = {"other": 1}
+    theirs: dict[str, Any] = {"other": 1}
+    _inject_w3c(ours, span_context)
+    context = set_span_in_context(NonRecordingSpan(span_context), Context())
+    TraceContextTextMapPropagator().inject(theirs, context=context)
+    assert ours == theirs
+
+
+async def test_a_custom_propagator_writes_the_publish_trace_context(spans: Any) -> None:
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    from wskit.core.testing import Harness
+
+    class Tagged(TraceContextTextMapPropagator):
+        def inject(self, carrier: Any, context: Any = None, setter: Any = None) -> None:
+            super().inject(carrier, context=context)
+            carrier["tracestate"] = "custom=1"
+
+    provider, exporter = spans
+    router = _router(provider, propagator=Tagged())
+    pubsub = FakePubSub(router, PublishResult.success("exact", 1))
+    router.set_pubsub(pubsub)
+    async with Harness(router) as h:
+        conn = await h.connect()
+        conn.send(Shout, {})
+        await h.flush()
+    first = pubsub.metas[0]
+    assert first is not None and first["tracestate"] == "custom=1"
+    publish = exporter.get_finished_spans()[0]
+    context = publish.context
+    assert first["traceparent"] == (
+        f"00-{_hex(context.trace_id, 32)}-{_hex(context.span_id, 16)}"
+        f"-{_hex(context.trace_flags, 2)}"
+    )

@@ -165,7 +165,11 @@ class Tracing:
             },
         )
         carrier: dict[str, Any] = dict(meta) if meta else {}
-        self.propagator.inject(carrier, context=trace.set_span_in_context(span, current))
+        propagator = self.propagator
+        if type(propagator) is TraceContextTextMapPropagator:
+            _inject_w3c(carrier, span.get_span_context())
+        else:
+            propagator.inject(carrier, context=trace.set_span_in_context(span, current))
         traceparent = carrier.get("traceparent")
         if span.is_recording() and isinstance(traceparent, str):
             pending = self._pending
@@ -217,6 +221,19 @@ def _finish(span: trace.Span, result: str, failure: BaseException | None) -> Non
         span.record_exception(failure)
     if result in SERVER_FAULTS:
         span.set_status(Status(StatusCode.ERROR, result))
+
+
+def _inject_w3c(carrier: dict[str, Any], span_context: trace.SpanContext) -> None:
+    """What the default W3C propagator's ``inject()`` writes for a span whose context
+    is ``span_context`` (without its context lookup and generic setter)."""
+    if span_context == trace.INVALID_SPAN_CONTEXT:
+        return
+    carrier["traceparent"] = (
+        f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}"
+        f"-{span_context.trace_flags:02x}"
+    )
+    if span_context.trace_state:
+        carrier["tracestate"] = span_context.trace_state.to_header()
 
 
 def with_tracing(
