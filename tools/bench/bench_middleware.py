@@ -25,7 +25,10 @@ time per round trip (from /proc). Targets: ``sampled-off`` >= 0.85x and ``all-on
 
 A second part measures each piece alone in process (no network): 20,000 pipelined
 RPCs through the real router (tools/bench/_drivers.py), best of 5, as microseconds
-added per message over the router without middleware.
+added per message over the router without middleware. The rows marked "client
+traceparent" send every request with a W3C ``meta.traceparent`` (a new trace id
+and span id per request, flags ``00``: the client sampled it out), as a traced
+client does; the others send none.
 """
 
 from __future__ import annotations
@@ -136,38 +139,45 @@ def run(kind: str, duration: float) -> tuple[float, float]:
 
 
 IN_PROCESS = (
-    ("logging (every message)", "sampled-off", ("logging",)),
-    ("logging (errors only)", "sampled-off, errors logged", ("logging",)),
-    ("tracing, no SDK installed", "sampled-off", ("tracing without an SDK",)),
-    ("tracing, sampled off", "sampled-off", ("tracing",)),
-    ("tracing, sampled", "all-on", ("tracing",)),
-    ("metrics", "sampled-off", ("metrics",)),
-    ("all three, sampled off", "sampled-off", ("tracing", "metrics", "logging")),
-    ("all three, sampled", "all-on", ("tracing", "metrics", "logging")),
+    ("logging (every message)", "sampled-off", ("logging",), False),
+    ("logging (errors only)", "sampled-off, errors logged", ("logging",), False),
+    ("tracing, no SDK installed", "sampled-off", ("tracing without an SDK",), False),
+    ("tracing, sampled off", "sampled-off", ("tracing",), False),
+    ("tracing, sampled off, client traceparent", "sampled-off", ("tracing",), True),
+    ("tracing, sampled", "all-on", ("tracing",), False),
+    ("metrics", "sampled-off", ("metrics",), False),
+    ("all three, sampled off", "sampled-off", ("tracing", "metrics", "logging"), False),
+    ("all three, sampled", "all-on", ("tracing", "metrics", "logging"), False),
 )
 
 
 def in_process(messages: int = 20_000, rounds: int = 5) -> None:
+    import random
+
     from _drivers import best_of, pipelined
 
-    frames = [
-        f'{{"type":"ECHO","meta":{{"correlationId":"c{i}"}},'
-        f'"payload":{{"text":"{bench_aiohttp.TEXT}","n":{i}}}}}'
-        for i in range(messages)
-    ]
+    def frame(i: int, traced: bool) -> str:
+        meta = f'"correlationId":"c{i}"'
+        if traced:
+            trace_id, span_id = random.getrandbits(128) | 1, random.getrandbits(64) | 1
+            meta += f',"traceparent":"00-{trace_id:032x}-{span_id:016x}-00"'
+        payload = f'{{"text":"{bench_aiohttp.TEXT}","n":{i}}}'
+        return f'{{"type":"ECHO","meta":{{{meta}}},"payload":{payload}}}'
 
-    def cost(kind: str, pieces: Sequence[str] = ()) -> float:
+    frames = {traced: [frame(i, traced) for i in range(messages)] for traced in (False, True)}
+
+    def cost(kind: str, pieces: Sequence[str] = (), traced: bool = False) -> float:
         def once() -> None:
-            asyncio.run(pipelined(echo_router(kind, pieces), frames, []))
+            asyncio.run(pipelined(echo_router(kind, pieces), frames[traced], []))
 
         return best_of(once, rounds) / messages * 1e6
 
     base = cost("off")
     print(f"\nin process: {messages:,} pipelined RPCs, best of {rounds}, us per message")
-    print(f"{'no middleware':>27} {base:6.1f}")
-    for label, kind, pieces in IN_PROCESS:
-        total = cost(kind, pieces)
-        print(f"{label:>27} {total:6.1f}  (+{total - base:.1f})")
+    print(f"{'no middleware':>40} {base:6.1f}")
+    for label, kind, pieces, traced in IN_PROCESS:
+        total = cost(kind, pieces, traced)
+        print(f"{label:>40} {total:6.1f}  (+{total - base:.1f})")
 
 
 def main() -> None:

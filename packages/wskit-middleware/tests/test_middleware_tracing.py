@@ -7,11 +7,20 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import (
+    INVALID_SPAN_CONTEXT,
+    SpanContext,
+    SpanKind,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+)
 
 from wskit.core import (
     PublishRecord,
@@ -351,3 +360,227 @@ async def test_one_plugin_two_routers_same_type_rpc_in_one(spans: Any) -> None:
         "process",
         "rpc",
     ]
+
+
+# ---------------------------------------------------------------- traceparent
+
+_VALID_TRACEPARENTS = [
+    TRACEPARENT,
+    f"00-{TRACE_ID}-{PARENT_ID}-00",
+    f"00-{TRACE_ID}-{PARENT_ID}-ff",
+    f"00-{'f' * 32}-{'f' * 16}-03",
+    f"00-{'0' * 31}1-{'0' * 15}1-01",
+]
+_OTHER_TRACEPARENTS = [
+    # Accepted by the propagator, in forms the fast path leaves to it.
+    f" 00-{TRACE_ID}-{PARENT_ID}-01",
+    f"\t00-{TRACE_ID}-{PARENT_ID}-01 \t",
+    f"00-{TRACE_ID}-{PARENT_ID}-01\n",
+    f"01-{TRACE_ID}-{PARENT_ID}-01",
+    f"01-{TRACE_ID}-{PARENT_ID}-01-future-fields",
+    # Refused by the propagator.
+    "",
+    "00",
+    f"00-{TRACE_ID}-{PARENT_ID}",
+    f"00-{TRACE_ID}-{PARENT_ID}-01-",
+    f"00-{TRACE_ID}-{PARENT_ID}-01-extra",
+    f"00-{TRACE_ID.upper()}-{PARENT_ID}-01",
+    f"00-{TRACE_ID}-{PARENT_ID.upper()}-01",
+    f"00-{TRACE_ID}-{PARENT_ID}-0A",
+    f"ff-{TRACE_ID}-{PARENT_ID}-01",
+    f"0g-{TRACE_ID}-{PARENT_ID}-01",
+    f"00-{'0' * 32}-{PARENT_ID}-01",
+    f"00-{TRACE_ID}-{'0' * 16}-01",
+    f"00-{TRACE_ID[:-1]}_-{PARENT_ID}-01",
+    f"00-{TRACE_ID[:-2]}+1-{PARENT_ID}-01",
+    f"00_{TRACE_ID}_{PARENT_ID}_01",
+    f"00-{TRACE_ID}0-{PARENT_ID}-01",
+    f"00-{TRACE_ID}-{PARENT_ID}-1",
+    f"00-{TRACE_ID}-{PARENT_ID}-01" + " " * 500,
+    f"00-{TRACE_ID}-{PARENT_ID}-01" + "x" * 500,
+]
+
+
+def _remote_parent(context: Any) -> tuple[Any, ...]:
+    """What a message span's parent context holds: its keys and the remote span context."""
+    from opentelemetry import trace
+
+    span_context = trace.get_current_span(context).get_span_context()
+    return (
+        sorted(context),
+        span_context.trace_id,
+        span_context.span_id,
+        span_context.is_remote,
+        int(span_context.trace_flags),
+        span_context.trace_state.to_header(),
+        span_context.is_valid,
+    )
+
+
+def _both(meta: Mapping[str, Any]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    from opentelemetry.context import Context
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    plugin = with_tracing()
+    ours = plugin._extract(meta)
+    theirs = TraceContextTextMapPropagator().extract(meta, context=Context())
+    return _remote_parent(ours), _remote_parent(theirs)
+
+
+@pytest.mark.parametrize("traceparent", _VALID_TRACEPARENTS + _OTHER_TRACEPARENTS)
+@pytest.mark.parametrize("tracestate", [None, "vendor=1,other=abc", "not a tracestate"])
+def test_traceparent_is_read_exactly_as_the_w3c_propagator_reads_it(
+    traceparent: str, tracestate: str | None
+) -> None:
+    meta: dict[str, Any] = {"traceparent": traceparent}
+    if tracestate is not None:
+        meta["tracestate"] = tracestate
+    ours, theirs = _both(meta)
+    assert ours == theirs
+
+
+def test_traceparent_read_without_the_propagator_only_in_the_w3c_form(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    calls: list[Any] = []
+    extract = TraceContextTextMapPropagator.extract
+
+    def counting(self: Any, carrier: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(dict(carrier))
+        return extract(self, carrier, *args, **kwargs)
+
+    monkeypatch.setattr(TraceContextTextMapPropagator, "extract", counting)
+    plugin = with_tracing()
+    for traceparent in _VALID_TRACEPARENTS:
+        plugin._extract({"traceparent": traceparent})
+    assert calls == []
+    for traceparent in _OTHER_TRACEPARENTS:
+        plugin._extract({"traceparent": traceparent})
+    plugin._extract({"traceparent": TRACEPARENT, "tracestate": "vendor=1"})
+    assert [c["traceparent"] for c in calls] == [*_OTHER_TRACEPARENTS, TRACEPARENT]
+
+
+def test_a_custom_propagator_reads_every_traceparent() -> None:
+    from opentelemetry.context import Context
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    seen: list[Any] = []
+
+    class Recording(TraceContextTextMapPropagator):
+        def extract(self, carrier: Any, context: Any = None, getter: Any = None) -> Context:
+            seen.append(carrier["traceparent"])
+            return super().extract(carrier, context=context)
+
+    plugin = with_tracing(propagator=Recording())
+    plugin._extract({"traceparent": TRACEPARENT})
+    assert seen == [TRACEPARENT]
+
+
+_near_hex = st.text("0123456789abcdefABCDEF_-+ g", min_size=0, max_size=34)
+
+
+def _ids(valid: str) -> st.SearchStrategy[str]:
+    n = len(valid)
+    hex_ish = st.text("0123456789abcdef", min_size=n - 1, max_size=n + 1)
+    return st.one_of(st.just(valid), st.just("0" * n), hex_ish, _near_hex)
+
+
+@given(
+    version=st.sampled_from(["00", "01", "ff", "0A", "0", " 00"]),
+    trace_id=_ids(TRACE_ID),
+    span_id=_ids(PARENT_ID),
+    flags=st.one_of(st.sampled_from(["00", "01", "ff", "AB", "1"]), _near_hex),
+    tail=st.sampled_from(["", " ", "\n", "-", "-x", "\t \t"]),
+)
+def test_any_traceparent_is_read_as_the_propagator_reads_it(
+    version: str, trace_id: str, span_id: str, flags: str, tail: str
+) -> None:
+    ours, theirs = _both({"traceparent": f"{version}-{trace_id}-{span_id}-{flags}{tail}"})
+    assert ours == theirs
+
+
+async def test_trace_context_continues_through_the_read_traceparent(spans: Any) -> None:
+    """A message with a W3C traceparent: its span, and the publish from its handler,
+    continue the client's trace (sampled or not) with the right parents."""
+    from wskit.core.testing import Harness
+
+    provider, exporter = spans
+    router = _router(provider)
+    pubsub = FakePubSub(router, PublishResult.success("exact", 1))
+    router.set_pubsub(pubsub)
+    async with Harness(router) as h:
+        conn = await h.connect()
+        conn.send(Shout, {}, meta={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
+        await h.flush()
+    publish, shout = exporter.get_finished_spans()
+    assert shout.parent is not None and shout.parent.is_remote
+    assert _hex(shout.parent.span_id, 16) == PARENT_ID
+    assert _hex(shout.context.trace_id, 32) == TRACE_ID
+    assert publish.parent is not None and publish.parent.span_id == shout.context.span_id
+    assert pubsub.metas[0] == {
+        "traceparent": f"00-{TRACE_ID}-{_hex(publish.context.span_id, 16)}-01"
+    }
+
+
+@pytest.mark.parametrize(
+    "span_context",
+    [
+        SpanContext(int(TRACE_ID, 16), int(PARENT_ID, 16), False, TraceFlags(1)),
+        SpanContext(1, 1, False, TraceFlags(0)),
+        SpanContext(2**128 - 1, 2**64 - 1, True, TraceFlags(0xFF)),
+        SpanContext(
+            int(TRACE_ID, 16),
+            int(PARENT_ID, 16),
+            False,
+            TraceFlags(1),
+            TraceState([("vendor", "1"), ("other", "abc")]),
+        ),
+        SpanContext(0, int(PARENT_ID, 16), False, TraceFlags(1)),
+        INVALID_SPAN_CONTEXT,
+    ],
+)
+def test_publish_trace_context_is_written_as_the_w3c_propagator_writes_it(
+    span_context: SpanContext,
+) -> None:
+    from opentelemetry.context import Context
+    from opentelemetry.trace import NonRecordingSpan, set_span_in_context
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    from wskit.middleware.tracing import _inject_w3c
+
+    ours: dict[str, Any] = {"other": 1}
+    theirs: dict[str, Any] = {"other": 1}
+    _inject_w3c(ours, span_context)
+    context = set_span_in_context(NonRecordingSpan(span_context), Context())
+    TraceContextTextMapPropagator().inject(theirs, context=context)
+    assert ours == theirs
+
+
+async def test_a_custom_propagator_writes_the_publish_trace_context(spans: Any) -> None:
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    from wskit.core.testing import Harness
+
+    class Tagged(TraceContextTextMapPropagator):
+        def inject(self, carrier: Any, context: Any = None, setter: Any = None) -> None:
+            super().inject(carrier, context=context)
+            carrier["tracestate"] = "custom=1"
+
+    provider, exporter = spans
+    router = _router(provider, propagator=Tagged())
+    pubsub = FakePubSub(router, PublishResult.success("exact", 1))
+    router.set_pubsub(pubsub)
+    async with Harness(router) as h:
+        conn = await h.connect()
+        conn.send(Shout, {})
+        await h.flush()
+    first = pubsub.metas[0]
+    assert first is not None and first["tracestate"] == "custom=1"
+    publish = exporter.get_finished_spans()[0]
+    context = publish.context
+    assert first["traceparent"] == (
+        f"00-{_hex(context.trace_id, 32)}-{_hex(context.span_id, 16)}"
+        f"-{_hex(context.trace_flags, 2)}"
+    )

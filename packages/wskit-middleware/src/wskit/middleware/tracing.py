@@ -23,6 +23,7 @@ message accepts:
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -49,6 +50,10 @@ _VERSION: Final = "0.1.0"
 #: Publish spans waiting for their outcome (a publish reports it synchronously,
 #: so this only fills up when a pub/sub plugin never reports one).
 _MAX_PENDING: Final = 1024
+
+#: A ``traceparent`` as W3C Trace Context version 00 writes it (what
+#: :meth:`Tracing._extract` reads without the propagator).
+_TRACEPARENT: Final = re.compile("00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
 _Ctx = MessageContext[Any, Any]
 
@@ -82,10 +87,7 @@ class Tracing:
 
     async def middleware(self, ctx: _Ctx, next_: Next) -> None:
         meta = ctx.meta
-        if "traceparent" in meta:
-            parent = self.propagator.extract(meta, context=self._root)
-        else:
-            parent = self._root
+        parent = self._extract(meta) if "traceparent" in meta else self._root
         message_type = ctx.type
         rpc = ctx.is_rpc
         start = self._starts.get(message_type)
@@ -117,6 +119,31 @@ class Tracing:
                 _finish(span, outcome(ctx, failure), failure)
             span.end()
 
+    def _extract(self, meta: Mapping[str, Any]) -> otel_context.Context:
+        """The parent context of a message that carries ``meta.traceparent``.
+
+        With the default W3C propagator and no ``tracestate``, a value in the
+        form every W3C tracer sends (version ``00``, lowercase hex, nothing
+        around it) is read here, into the same context the propagator makes of
+        it, without the propagator's generic getter and search (about 1.5 us
+        less per message). Anything else (other versions, padding, malformed or
+        all-zero ids, a ``tracestate``, another propagator) goes to
+        ``propagator.extract()``: this path accepts a subset of what the
+        propagator accepts, so whatever it refuses stays refused.
+        """
+        propagator = self.propagator
+        if type(propagator) is TraceContextTextMapPropagator and "tracestate" not in meta:
+            traceparent = meta["traceparent"]
+            found = _TRACEPARENT.fullmatch(traceparent) if type(traceparent) is str else None
+            if found is not None:
+                trace_id = int(found[1], 16)
+                span_id = int(found[2], 16)
+                if trace_id and span_id:
+                    flags = trace.TraceFlags(int(found[3], 16))
+                    remote = trace.SpanContext(trace_id, span_id, True, flags)
+                    return trace.set_span_in_context(trace.NonRecordingSpan(remote), self._root)
+        return propagator.extract(meta, context=self._root)
+
     # -------------------------------------------------------------- publish
 
     def _publish_hook(
@@ -138,7 +165,11 @@ class Tracing:
             },
         )
         carrier: dict[str, Any] = dict(meta) if meta else {}
-        self.propagator.inject(carrier, context=trace.set_span_in_context(span, current))
+        propagator = self.propagator
+        if type(propagator) is TraceContextTextMapPropagator:
+            _inject_w3c(carrier, span.get_span_context())
+        else:
+            propagator.inject(carrier, context=trace.set_span_in_context(span, current))
         traceparent = carrier.get("traceparent")
         if span.is_recording() and isinstance(traceparent, str):
             pending = self._pending
@@ -190,6 +221,19 @@ def _finish(span: trace.Span, result: str, failure: BaseException | None) -> Non
         span.record_exception(failure)
     if result in SERVER_FAULTS:
         span.set_status(Status(StatusCode.ERROR, result))
+
+
+def _inject_w3c(carrier: dict[str, Any], span_context: trace.SpanContext) -> None:
+    """What the default W3C propagator's ``inject()`` writes for a span whose context
+    is ``span_context`` (without its context lookup and generic setter)."""
+    if span_context == trace.INVALID_SPAN_CONTEXT:
+        return
+    carrier["traceparent"] = (
+        f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}"
+        f"-{span_context.trace_flags:02x}"
+    )
+    if span_context.trace_state:
+        carrier["tracestate"] = span_context.trace_state.to_header()
 
 
 def with_tracing(
