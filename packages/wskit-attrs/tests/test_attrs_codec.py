@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import json
 import uuid
 from typing import Any, Literal, Optional, Union
 
@@ -20,6 +21,7 @@ from wskit.attrs import (
     register_wire_names,
     rpc,
 )
+from wskit.core.envelope import dumps
 from wskit.core.errors import SchemaDefinitionError, ValidationError
 
 
@@ -378,6 +380,28 @@ def test_encode_validates() -> None:
         codec.encode(["not", "a", "mapping"], validate=False)
     # Without validation a mapping is only renamed and unstructured.
     assert codec.encode({"order_id": 1}, validate=False) == {"orderId": 1}
+
+
+def test_encode_json_is_encode_written_by_wskits_writer() -> None:
+    codec = message("ORDER", Order).payload
+    assert isinstance(codec, AttrsCodec)
+    order = Order("1", [Item("a\ud800", 2)], Color.BLUE)
+    for value in (order, {"order_id": "1", "items": [Item("a", 2)], "color": Color.RED}):
+        text = codec.encode_json(value)
+        assert text == dumps(codec.encode(value, validate=True))
+        assert json.loads(text)["orderId"] == "1"
+    assert '"a\\ud800"' in codec.encode_json(order)  # a lone surrogate, escaped
+    # The same refusals as encode(validate=True), with the same issues.
+    for bad in ({"order_id": 1, "items": []}, Item("a", 1), ["not", "a", "mapping"]):
+        with pytest.raises(ValidationError) as general:
+            codec.encode(bad, validate=True)
+        with pytest.raises(ValidationError) as fast:
+            codec.encode_json(bad)
+        assert fast.value.issues == general.value.issues
+    floats = message("F", value=float).payload
+    assert isinstance(floats, AttrsCodec)
+    with pytest.raises(ValueError, match="JSON compliant"):
+        floats.encode_json({"value": float("nan")})
 
 
 # ------------------------------------------------------------- definitions
