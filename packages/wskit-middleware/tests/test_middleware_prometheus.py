@@ -3,14 +3,12 @@ real router (wskit.core.testing.Harness) and raw connections."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from wskit.core import (
-    PublishRecord,
     PublishResult,
     RpcError,
     any_object,
@@ -148,45 +146,16 @@ async def test_buffered_bytes_and_slow_consumer_closes(registry: CollectorRegist
     assert total == 0  # the overflow is about sending, not an inbound message
 
 
-class _FakePubSub:
-    def __init__(self, router: Any, results: list[PublishResult]) -> None:
-        self.router = router
-        self.results = results
-
-    async def publish(
-        self,
-        topic: str,
-        schema: Any,
-        payload: Any,
-        *,
-        sender: Any = None,
-        exclude_self: bool = False,
-        partition_key: str | None = None,
-        meta: Mapping[str, Any] | None = None,
-    ) -> PublishResult:
-        result = self.results.pop(0)
-        self.router.notify_publish(PublishRecord(topic, schema.type, payload, {}, result))
-        return result
-
-    async def connection_opened(self, connection: Any) -> None:
-        pass
-
-    async def connection_closed(self, connection: Any) -> None:
-        pass
-
-
-async def test_publishes_and_deliveries(registry: CollectorRegistry) -> None:
+async def test_publishes_and_deliveries(registry: CollectorRegistry, scripted_pubsub: Any) -> None:
     value = _Values(registry)
     router = _router(with_metrics(registry=registry))
     router.set_pubsub(
-        _FakePubSub(
+        scripted_pubsub(
             router,
-            [
-                PublishResult.success("exact", 3),
-                PublishResult.success("exact", 0),
-                PublishResult.success("unknown"),
-                PublishResult.failure("ACL_PUBLISH"),
-            ],
+            PublishResult.success("exact", 3),
+            PublishResult.success("exact", 0),
+            PublishResult.success("unknown"),
+            PublishResult.failure("ACL_PUBLISH"),
         )
     )
     for _ in range(4):

@@ -23,7 +23,6 @@ from opentelemetry.trace import (
 )
 
 from wskit.core import (
-    PublishRecord,
     PublishResult,
     RpcError,
     any_object,
@@ -43,43 +42,6 @@ Wait = define_rpc("WAIT", any_object(), "WAITED", any_object())
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_ID = "b7ad6b7169203331"
 TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
-
-
-class FakePubSub:
-    """A pub/sub provider that reports each publish as wskit-pubsub does."""
-
-    def __init__(self, router: Any, result: PublishResult) -> None:
-        self.router = router
-        self.result = result
-        self.metas: list[Mapping[str, Any] | None] = []
-
-    def topics(self, connection: Any) -> Any:
-        raise NotImplementedError
-
-    def readonly_topics(self, connection: Any) -> Any:
-        raise NotImplementedError
-
-    async def publish(
-        self,
-        topic: str,
-        schema: Any,
-        payload: Any,
-        *,
-        sender: Any = None,
-        exclude_self: bool = False,
-        partition_key: str | None = None,
-        meta: Mapping[str, Any] | None = None,
-    ) -> PublishResult:
-        self.metas.append(meta)
-        record = PublishRecord(topic, schema.type, payload, dict(meta or {}), self.result)
-        self.router.notify_publish(record)
-        return self.result
-
-    async def connection_opened(self, connection: Any) -> None:
-        pass
-
-    async def connection_closed(self, connection: Any) -> None:
-        pass
 
 
 def _router(provider: TracerProvider, **options: Any) -> Any:
@@ -207,18 +169,20 @@ async def test_deadline_and_abort_end_the_span(spans: Any, failing_harness: Any)
     assert aborted_span.status.status_code is StatusCode.UNSET
 
 
-async def test_publish_spans_and_trace_context_in_published_meta(spans: Any) -> None:
+async def test_publish_spans_and_trace_context_in_published_meta(
+    spans: Any, scripted_pubsub: Any
+) -> None:
     from wskit.core.testing import Harness
 
     provider, exporter = spans
     router = _router(provider)
-    pubsub = FakePubSub(router, PublishResult.success("exact", 3))
+    ok, failed = PublishResult.success("exact", 3), PublishResult.failure("ADAPTER_ERROR")
+    pubsub = scripted_pubsub(router, ok, ok, failed)
     router.set_pubsub(pubsub)
     async with Harness(router) as h:
         conn = await h.connect()
         conn.send(Shout, {}, meta={"traceparent": TRACEPARENT})
         await h.flush()
-        pubsub.result = PublishResult.failure("ADAPTER_ERROR")
         await router.publish("room:2", Ping, {"n": 3})  # outside any handler: a new trace
     finished = exporter.get_finished_spans()
     assert [s.name for s in finished] == ["publish room:1", "process SHOUT", "publish room:2"]
@@ -252,14 +216,14 @@ async def test_publish_spans_and_trace_context_in_published_meta(spans: Any) -> 
     assert int(flags, 16) & 1  # sampled
 
 
-async def test_sampled_out_traces_still_propagate_the_decision() -> None:
+async def test_sampled_out_traces_still_propagate_the_decision(scripted_pubsub: Any) -> None:
     from wskit.core.testing import Harness
 
     exporter = InMemorySpanExporter()
     provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     router = _router(provider)
-    pubsub = FakePubSub(router, PublishResult.success("exact", 1))
+    pubsub = scripted_pubsub(router, PublishResult.success("exact", 1))
     router.set_pubsub(pubsub)
     unsampled = f"00-{TRACE_ID}-{PARENT_ID}-00"
     async with Harness(router) as h:
@@ -273,12 +237,12 @@ async def test_sampled_out_traces_still_propagate_the_decision() -> None:
     assert (version, trace_id, flags) == ("00", TRACE_ID, "00")
 
 
-async def test_publish_propagation_can_be_off(spans: Any) -> None:
+async def test_publish_propagation_can_be_off(spans: Any, scripted_pubsub: Any) -> None:
     from wskit.core.testing import Harness
 
     provider, exporter = spans
     router = _router(provider, propagate_publish=False)
-    pubsub = FakePubSub(router, PublishResult.success("exact", 1))
+    pubsub = scripted_pubsub(router, PublishResult.success("exact", 1))
     router.set_pubsub(pubsub)
     async with Harness(router) as h:
         conn = await h.connect()
@@ -501,14 +465,16 @@ def test_any_traceparent_is_read_as_the_propagator_reads_it(
     assert ours == theirs
 
 
-async def test_trace_context_continues_through_the_read_traceparent(spans: Any) -> None:
+async def test_trace_context_continues_through_the_read_traceparent(
+    spans: Any, scripted_pubsub: Any
+) -> None:
     """A message with a W3C traceparent: its span, and the publish from its handler,
     continue the client's trace (sampled or not) with the right parents."""
     from wskit.core.testing import Harness
 
     provider, exporter = spans
     router = _router(provider)
-    pubsub = FakePubSub(router, PublishResult.success("exact", 1))
+    pubsub = scripted_pubsub(router, PublishResult.success("exact", 1))
     router.set_pubsub(pubsub)
     async with Harness(router) as h:
         conn = await h.connect()
@@ -558,7 +524,9 @@ def test_publish_trace_context_is_written_as_the_w3c_propagator_writes_it(
     assert ours == theirs
 
 
-async def test_a_custom_propagator_writes_the_publish_trace_context(spans: Any) -> None:
+async def test_a_custom_propagator_writes_the_publish_trace_context(
+    spans: Any, scripted_pubsub: Any
+) -> None:
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
     from wskit.core.testing import Harness
@@ -570,7 +538,7 @@ async def test_a_custom_propagator_writes_the_publish_trace_context(spans: Any) 
 
     provider, exporter = spans
     router = _router(provider, propagator=Tagged())
-    pubsub = FakePubSub(router, PublishResult.success("exact", 1))
+    pubsub = scripted_pubsub(router, PublishResult.success("exact", 1))
     router.set_pubsub(pubsub)
     async with Harness(router) as h:
         conn = await h.connect()
