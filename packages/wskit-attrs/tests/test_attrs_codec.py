@@ -404,6 +404,23 @@ def test_encode_json_is_encode_written_by_wskits_writer() -> None:
         floats.encode_json({"value": float("nan")})
 
 
+def test_encode_a_dict_with_nothing_to_rename() -> None:
+    # No field has a wire name of its own: the dict is structured as given.
+    codec = message("N", text=str, n=int).payload
+    assert isinstance(codec, AttrsCodec)
+    value = {"text": "a", "n": 1}
+    assert codec.encode(value, validate=True) == value
+    assert codec.encode_json(value) == '{"text":"a","n":1}'
+    assert value == {"text": "a", "n": 1}  # not changed
+    for bad, path in (({"text": 1, "n": 1}, ["text"]), ({"text": "a"}, ["n"])):
+        with pytest.raises(ValidationError) as info:
+            codec.encode(bad, validate=True)
+        assert [i["path"] for i in info.value.issues] == [path]
+    with pytest.raises(ValidationError) as info:
+        codec.encode({"text": "a", "n": 1, "extra": True}, validate=True)
+    assert info.value.issues
+
+
 # ------------------------------------------------------------- definitions
 
 

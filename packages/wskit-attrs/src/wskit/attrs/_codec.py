@@ -48,6 +48,7 @@ class AttrsCodec(Generic[A]):
 
     __slots__ = (
         "_hook",
+        "_same_names",
         "_unstructure",
         "_wire",
         "cl",
@@ -90,6 +91,8 @@ class AttrsCodec(Generic[A]):
         self.field_names = frozenset(names.values())
         #: Python name -> wire name (outbound mappings may use either).
         self._wire = names
+        #: Every field's wire name is its Python name.
+        self._same_names = all(k == v for k, v in names.items())
 
     def decode(self, data: Any) -> A:
         if data.__class__ is not dict:
@@ -102,6 +105,8 @@ class AttrsCodec(Generic[A]):
             ) from None
 
     def encode(self, value: Any, *, validate: bool) -> Any:
+        if value.__class__ is dict:  # the common case first: a plain dict
+            return self._encode_mapping(value, validate)
         cl = self.cl
         if isinstance(value, cl):
             try:
@@ -133,10 +138,14 @@ class AttrsCodec(Generic[A]):
         return dumps(self.encode(value, validate=True))
 
     def _encode_mapping(self, value: Mapping[Any, Any], validate: bool) -> Any:
-        names = self._wire
-        # Python names become wire names; nested attrs instances, enums, sets,
-        # tuples become their wire forms.
-        renamed = {names.get(k, k): v for k, v in value.items()}
+        # Python names become wire names (a dict whose class has none to rename is
+        # taken as it is: structuring does not change it); nested attrs instances,
+        # enums, sets, tuples become their wire forms.
+        if self._same_names and value.__class__ is dict:
+            renamed = value
+        else:
+            names = self._wire
+            renamed = {names.get(k, k): v for k, v in value.items()}
         if validate:
             # Fast path: a mapping of plain JSON values structures as it is.
             try:
