@@ -18,6 +18,7 @@ from wskit.core import (
     define_message,
     define_rpc,
 )
+from wskit.core._outbox import Outbox
 from wskit.core.testing import FakeClock, Harness
 
 Ping = define_message("PING", any_object())
@@ -268,3 +269,121 @@ async def test_handlers_run_in_a_task_of_their_own() -> None:
         assert isinstance(task, asyncio.Task)
         assert task is not asyncio.current_task()
         assert task.done()
+
+
+# ------------------------------------------------ waiting for the FIFO to drain
+
+
+def _outbox_with(*sizes: int) -> Outbox:
+    out = Outbox(max_bytes=10_000)
+    for size in sizes:
+        assert out.push("x" * size)
+    return out
+
+
+async def test_outbox_room_waiters_resolve_exactly_when_pop_reaches_their_limit() -> None:
+    out = _outbox_with(100, 100, 100, 100, 100)
+    assert out.wait_room(500).done()  # already there
+    at_300, at_100, at_0 = out.wait_room(300), out.wait_room(100), out.wait_room(0)
+    out.push_ping()  # a ping in the FIFO holds no bytes
+    expected = [(400, ()), (300, (at_300,)), (200, ()), (100, (at_100,)), (0, (at_0,))]
+    pending = {at_300, at_100, at_0}
+    for size, resolved in expected:
+        assert out.pop() == "x" * 100
+        assert out.buffered_bytes == size
+        assert {f for f in pending if f.done()} == set(resolved)
+        pending -= set(resolved)
+    assert out.pop() is not None  # the ping
+    assert out._room_waiters is None and out._room_limit == -1  # pop() is back to one compare
+
+
+async def test_outbox_room_waiters_resolve_on_clear_close_and_release() -> None:
+    out = _outbox_with(100, 100)
+    cleared = out.wait_room(0)
+    out.clear()
+    assert cleared.done()
+
+    out = _outbox_with(100, 100)
+    closed = out.wait_room(0)
+    out.close(1000, "", discard=False)  # the frames stay queued, but a close is queued
+    assert closed.done() and out.buffered_bytes == 200
+    assert out.wait_room(0).done()
+
+    out = _outbox_with(100, 100)
+    released = out.wait_room(50)
+    out.release_waiters()
+    assert released.done() and out.wait_room(50).done()
+
+
+async def test_outbox_forgets_cancelled_room_waiters() -> None:
+    out = _outbox_with(100, 100, 100)
+    gone = out.wait_room(250)
+    gone.cancel()
+    kept = out.wait_room(100)  # registering drops the cancelled one
+    assert out._room_waiters == [(100, kept)] and out._room_limit == 100
+    out.pop()
+    assert not kept.done()
+    out.pop()
+    assert kept.done()
+
+
+async def test_wait_buffered_at_most_follows_the_pump_with_several_waiters() -> None:
+    router = _router(max_buffered_bytes=10_000)
+    router.clock = clock = FakeClock()
+    conn = router.connect()
+    assert await conn.open()
+    frame = '{"type":"BLOB","meta":{},"payload":{"data":"' + "y" * 53 + '"}}'
+    assert len(frame) == 100
+    for _ in range(4):
+        assert conn.send_frame(frame)
+    assert await conn.wait_buffered_at_most(400)  # already so: no wait
+    at_200 = asyncio.create_task(conn.wait_buffered_at_most(200))
+    at_0 = asyncio.create_task(conn.wait_buffered_at_most(0, timeout_ms=1_000))
+    timed = asyncio.create_task(conn.wait_buffered_at_most(0, timeout_ms=500))
+    await asyncio.sleep(0)  # one loop turn: every waiter registers
+    assert conn.pop_outbound() == frame
+    await asyncio.sleep(0)
+    assert not (at_200.done() or at_0.done() or timed.done())  # 300 bytes left
+    await clock.advance(500)
+    assert await timed is False
+    assert conn.pop_outbound() == frame
+    assert await at_200 is True
+    assert not at_0.done()
+    conn.pop_outbound()
+    conn.pop_outbound()
+    assert await at_0 is True
+    assert clock.pending_timers() == []  # the timeout's timer was cancelled
+    await conn.handle_close(1000, "")
+
+
+async def test_wait_buffered_at_most_returns_false_once_the_connection_closes() -> None:
+    router = _router(max_buffered_bytes=10_000)
+    router.clock = FakeClock()
+    conn = router.connect()
+    assert await conn.open()
+    for _ in range(3):
+        assert conn.send_frame("z" * 100)
+    on_request = asyncio.create_task(conn.wait_buffered_at_most(0))
+    await asyncio.sleep(0)
+    conn.request_close(1000, "bye")  # the frames before the close stay queued
+    assert await on_request is False
+    assert await conn.wait_buffered_at_most(0) is False
+
+    # The peer went away: nothing drains the FIFO, yet a waiter returns during the
+    # close (here a close hook awaits it) rather than when the FIFO is dropped.
+    seen: list[bool] = []
+
+    @router.on_close
+    async def wait_in_hook(ctx: Any) -> None:
+        seen.append(await on_disconnect)
+
+    conn = router.connect()
+    assert await conn.open()
+    assert conn.send_frame("z" * 100)
+    on_disconnect = asyncio.create_task(conn.wait_buffered_at_most(0))
+    await asyncio.sleep(0)
+    await conn.handle_close(1006, "")
+    assert seen == [False]
+    assert await conn.wait_buffered_at_most(0) is True  # closed: the FIFO was emptied
+    with pytest.raises(ValueError):
+        await conn.wait_buffered_at_most(-1)

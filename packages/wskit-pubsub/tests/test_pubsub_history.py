@@ -510,6 +510,96 @@ async def test_replay_waits_for_the_outbound_buffer_instead_of_overflowing() -> 
         assert router.statuses[-1].replayed == 2000
 
 
+Note = message("NOTE", text=str)
+
+
+async def reader(h: Harness[Any], **options: Any) -> FakeConnection[Any]:
+    """A connection whose client reads only when the test takes frames with
+    :func:`read` (no pump): its outbound FIFO drains at the test's pace."""
+    fake = FakeConnection(h, h.router.connect(**options))
+    h.connections.append(fake)
+    assert await fake.connection.open()
+    await h.flush()
+    return fake
+
+
+async def read(h: Harness[Any], fake: FakeConnection[Any]) -> dict[str, Any]:
+    """The client reads the next frame; the router then runs until it waits."""
+    raw = fake.connection.pop_outbound()
+    assert isinstance(raw, str)
+    await h.flush()
+    frame: dict[str, Any] = json.loads(raw)
+    return frame
+
+
+async def test_a_replay_to_a_slow_reader_goes_on_as_its_buffer_drains() -> None:
+    router = make_router(history={"feed:*": HistoryPolicy(max_messages=5000)})
+    async with Harness(router) as h:
+        [first, *_] = await publish(router, "feed:slow", *range(1, 301))  # ~80 bytes each
+        assert first.position is not None
+        b = await reader(h, max_buffered_bytes=2048)
+        since = {"epoch": first.position.epoch, "offset": 0}
+        b.send(Follow, {"topic": "feed:slow", "since": since})
+        await h.flush()
+        assert router.statuses == []  # the replay waits for the client
+        assert 0 < len(b.connection._out) < 20
+        got: list[dict[str, Any]] = []
+        queued = []
+        while len(b.connection._out):
+            assert b.connection.buffered_bytes <= 1024  # half the bound, as the replay keeps it
+            queued.append(len(b.connection._out))
+            got.append(await read(h, b))
+            assert len(got) < 1000
+        assert got[0]["type"] == TOPIC_STATUS
+        assert [f["payload"]["n"] for f in got[1:]] == list(range(1, 301))
+        assert router.statuses[-1].replayed == 300
+        assert b.server_close is None
+        # each frame read made room for the next: the FIFO stayed (almost) full
+        assert min(queued[:-20]) >= max(queued) - 1
+
+
+async def test_a_replay_to_a_client_that_stops_reading_queues_anyway_after_the_stall() -> None:
+    adapter = MemoryPubSub()
+    router = make_router(adapter)
+    async with Harness(router) as h:
+        [first, *_] = await publish(router, "feed:stall", *range(1, 6))
+        big = "x" * 500
+        for _ in range(2):
+            await router.publish("feed:stall", Note, {"text": big})
+        assert first.position is not None
+        b = await reader(h, max_buffered_bytes=2048)
+        out = b.connection._out
+        since = {"epoch": first.position.epoch, "offset": 0}
+        b.send(Follow, {"topic": "feed:stall", "since": since})
+        await h.flush()
+        # The status and the five ticks are queued; a note does not fit in half the bound.
+        assert len(out) == 6
+        before = b.connection.buffered_bytes
+        page = await adapter.read_history(
+            "feed:stall", first.position, limit=10, policy=HISTORY["feed:*"]
+        )
+        note_size = len(page.entries[-1].frame)
+        target = 1024 - note_size
+        assert before > target
+        await h.advance(5_000)
+        status = await read(h, b)  # progress, but not yet room for a note
+        assert status["type"] == TOPIC_STATUS
+        assert target < b.connection.buffered_bytes < before
+        await h.advance(5_000)  # a stall period ends: the client did read, so it waits on
+        assert len(out) == 5
+        await h.advance(9_999)
+        assert len(out) == 5
+        await h.advance(1)  # ten seconds without a frame read: the note is queued anyway
+        assert len(out) == 6
+        assert b.connection.buffered_bytes > 1024
+        await h.advance(10_000)  # and the next one after another stall period
+        assert len(out) == 7
+        assert router.statuses[-1].replayed == 7
+        assert b.server_close is None  # within the bound: the overflow policy is not hit
+        frames = [await read(h, b) for _ in range(7)]
+        assert [f["type"] for f in frames] == ["TICK"] * 5 + ["NOTE"] * 2
+
+
 async def test_closing_during_the_replay_stops_it_and_forgets_the_topic() -> None:
     adapter = GatedHistory()
     router = make_router(adapter)

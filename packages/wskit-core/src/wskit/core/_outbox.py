@@ -63,6 +63,9 @@ class Outbox:
         "_on_error",
         "_pump_busy",
         "_pump_task",
+        "_released",
+        "_room_limit",
+        "_room_waiters",
         "_transport",
         "_waiter",
         "closing",
@@ -88,6 +91,12 @@ class Outbox:
         self._direct: Callable[[str], bool] | None = None
         self._transport: Transport | None = None
         self._on_error: Callable[[BaseException], None] | None = None
+        # Futures of wait_room(): (limit, future), allocated while someone waits.
+        self._room_waiters: list[tuple[int, asyncio.Future[None]]] | None = None
+        # The highest limit waited for, -1 when nobody waits: pop() compares the
+        # bytes with it and does nothing more while they are above it.
+        self._room_limit = -1
+        self._released = False
 
     @property
     def buffered_bytes(self) -> int:
@@ -132,6 +141,8 @@ class Outbox:
         self.closing = close = Close(code, reason)
         self._queue().append(close)
         self._wake()
+        if self._room_waiters is not None:
+            self._notify_room(everyone=True)
         pump = self._pump_task
         if discard and self._in_write and pump is not None and pump is not asyncio.current_task():
             self._interrupted = True  # stuck writing to a peer that stopped reading
@@ -141,6 +152,8 @@ class Outbox:
         if self._items:
             self._items.clear()
         self._bytes = 0
+        if self._room_waiters is not None:
+            self._notify_room()
 
     def pop(self) -> OutboundItem | None:
         """Take the next item (a frame, a ping or the final close)."""
@@ -153,7 +166,55 @@ class Outbox:
             if not items:
                 self._bytes = 0
                 self.overflow_notified = False
+            if self._bytes <= self._room_limit:
+                self._notify_room()
         return item
+
+    # ------------------------------------------------------------ room waiters
+
+    def wait_room(self, limit: int) -> asyncio.Future[None]:
+        """A future done once the FIFO holds ``limit`` bytes or fewer (``limit`` >= 0),
+        a close is queued, or :meth:`release_waiters` was called; done at once if
+        so already. The caller checks which: the future only says "look again".
+        Cancelling it stops the wait (several can wait at once)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._bytes <= limit or self.closing is not None or self._released:
+            future.set_result(None)
+            return future
+        waiters = self._room_waiters
+        if waiters is None:
+            self._room_waiters = waiters = []
+        elif any(w.done() for _, w in waiters):  # timed out or cancelled meanwhile
+            waiters[:] = [(n, w) for n, w in waiters if not w.done()]
+            self._room_limit = max((n for n, _ in waiters), default=-1)
+        waiters.append((limit, future))
+        if limit > self._room_limit:
+            self._room_limit = limit
+        return future
+
+    def release_waiters(self) -> None:
+        """The connection ends: resolve every :meth:`wait_room` future, now and later."""
+        self._released = True
+        if self._room_waiters is not None:
+            self._notify_room(everyone=True)
+
+    def _notify_room(self, *, everyone: bool = False) -> None:
+        waiters = self._room_waiters
+        assert waiters is not None
+        size = self._bytes
+        keep: list[tuple[int, asyncio.Future[None]]] = []
+        top = -1
+        for limit, future in waiters:
+            if future.done():
+                continue
+            if everyone or size <= limit:
+                future.set_result(None)
+            else:
+                keep.append((limit, future))
+                if limit > top:
+                    top = limit
+        self._room_waiters = keep or None
+        self._room_limit = top
 
     def _wake(self) -> None:
         waiter = self._waiter

@@ -60,6 +60,7 @@ from wskit.core.errors import (
 )
 
 if TYPE_CHECKING:
+    from wskit.core.clock import TimerHandle
     from wskit.core.router import Router
     from wskit.core.schema import MessageSchema
 
@@ -284,6 +285,54 @@ class Connection(Generic[D]):
         """The bound of the outbound FIFO (see the ``overflow`` policy)."""
         return self._out.max_bytes
 
+    async def wait_buffered_at_most(self, limit: int, timeout_ms: float | None = None) -> bool:
+        """Wait until :attr:`buffered_bytes` is ``limit`` or less, as the transport
+        takes the queued frames (no polling: the outbound FIFO wakes the waiter).
+
+        Returns whether ``buffered_bytes <= limit`` holds when it returns: at once
+        if it already does, as soon as it does, after ``timeout_ms`` milliseconds
+        of the router clock (``None``: no timeout), or as soon as the connection
+        is closing or closed (nothing will drain it any more; a closed
+        connection's FIFO is empty). Several tasks may wait at once, each with
+        its own ``limit``.
+        """
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, not {limit!r}")
+        out = self._out
+        if out.buffered_bytes <= limit:
+            return True
+        if timeout_ms is not None and timeout_ms <= 0:
+            return False
+        timer: TimerHandle | None = None
+        waiting: asyncio.Future[None] | None = None
+        timed_out = False
+
+        def expire() -> None:
+            nonlocal timed_out
+            timed_out = True
+            if waiting is not None and not waiting.done():
+                waiting.set_result(None)
+
+        try:
+            if timeout_ms is not None:
+                timer = self.router.clock.call_later(timeout_ms, expire)
+            while True:
+                if out.buffered_bytes <= limit:
+                    return True
+                if timed_out or self.state == "closing" or self.state == "closed":
+                    return False
+                if out.closing is not None:
+                    return False
+                # Done when the bytes reached the limit, but frames may have been
+                # queued since: the loop looks again.
+                waiting = out.wait_room(limit)
+                await waiting
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if waiting is not None and not waiting.done():
+                waiting.cancel()  # the outbox forgets it on its next look
+
     @property
     def close_requested(self) -> tuple[int, str] | None:
         """``(code, reason)`` once the router asked for the socket to be closed."""
@@ -355,6 +404,7 @@ class Connection(Generic[D]):
     async def _close(self, code: int | None, reason: str) -> None:
         was_open = self.state == "open"
         self.state = "closing"
+        self._out.release_waiters()  # the FIFO will not drain: wait_buffered_at_most() returns
         self.close_code = code
         self.close_reason = reason
         self._inbox = None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import itertools
 import logging
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -56,7 +55,8 @@ HISTORY_READ_LIMIT: Final = 1000
 # While replaying, wait for the connection's outbound buffer to drain below
 # this fraction of its bound before queueing more.
 _REPLAY_FILL: Final = 2
-# Seconds a replay waits for a client that reads nothing before queueing anyway.
+# Seconds (of the router clock) a replay waits for a client that reads nothing
+# before queueing anyway.
 _REPLAY_STALL: Final = 10.0
 # Outbound meta keys never copied from a publisher's ``meta``.
 _META_DROP: Final = frozenset(
@@ -967,25 +967,26 @@ async def _room(conn: Connection[Any], size: int) -> bool:
     half its bound, so a replay does not trip the overflow policy by itself.
     ``False`` once the connection is closing. A client that reads nothing for
     :data:`_REPLAY_STALL` seconds gets the frame anyway: the connection's
-    overflow policy then applies, as to any slow client."""
-    limit = conn.max_buffered_bytes // _REPLAY_FILL
-    loop = asyncio.get_running_loop()
-    stalled_since = loop.time()
+    overflow policy then applies, as to any slow client. The router clock times
+    the stall (a fake clock drives it); reads are noticed when a stall period
+    ends, and one that made progress starts another whole period."""
+    # An empty buffer always takes the frame, however large.
+    target = max(conn.max_buffered_bytes // _REPLAY_FILL - size, 0)
     low = conn.buffered_bytes
-    for spins in itertools.count():
+    waited = False
+    while True:
         if _closing(conn):
             return False
         buffered = conn.buffered_bytes
-        if not buffered or buffered + size <= limit:
+        if buffered <= target:
             return True
         if buffered < low:
-            low, stalled_since = buffered, loop.time()
-        elif loop.time() - stalled_since > _REPLAY_STALL:
-            return True
-        # The writer drains the buffer at the client's pace: yield at first,
-        # then poll gently.
-        await asyncio.sleep(0 if spins < 64 else 0.002)
-    raise AssertionError("unreachable")
+            low = buffered  # the client read something: the stall clock starts again
+        elif waited:
+            return True  # a whole stall period without progress
+        # The wait ends early only with room or a close (both answered above), so
+        # each wait is a whole stall period; the router clock times it.
+        waited = not await conn.wait_buffered_at_most(target, _REPLAY_STALL * 1000.0)
 
 
 def _issue(message: str, path: list[Any] | None = None) -> dict[str, Any]:
