@@ -86,6 +86,24 @@ async def one_at_a_time_sans_io(router: Any, frames: list[str], out: list[str]) 
     _check(conn, frames, out)
 
 
+async def one_at_a_time_yielding(router: Any, frames: list[str], out: list[str]) -> None:
+    """As :func:`one_at_a_time_sans_io`, but the driver yields to the event loop
+    (``asyncio.sleep(0)``) until the router is idle instead of ``wait_idle()``: the
+    least a task switch per message can cost (one loop iteration where the worker
+    task does not start eagerly), without ``asyncio.wait()``'s futures and its extra
+    iterations."""
+    conn = router.connect()
+    await conn.open()
+    for raw in frames:
+        conn.receive(raw)
+        while not conn.is_idle():
+            await asyncio.sleep(0)
+        while (frame := conn.pop_outbound()) is not None:
+            out.append(frame)
+    await conn.handle_close(1000, "")
+    _check(conn, frames, out)
+
+
 def best_of(fn: Callable[[], Any], rounds: int) -> float:
     """Best wall time of ``rounds`` calls of ``fn`` (seconds)."""
     best = float("inf")

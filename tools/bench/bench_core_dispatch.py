@@ -19,7 +19,9 @@ Each idle-to-busy transition of a connection starts its worker task. On Python
 event-loop round trip; on 3.10 and 3.11, and with ``eager_start=False`` (a third
 figure on 3.12+), the task first runs at the loop's next iteration, and the
 one-at-a-time figures show that round trip, which the hand-written loop (no tasks,
-no queue) does not pay.
+no queue) does not pay. A third figure replaces the driver's ``wait_idle()`` (which waits
+through ``asyncio.wait()``: its own futures and two more loop iterations) with a driver that
+yields to the loop until the router is idle: the floor of one task switch per message.
 
 The hand-written side is the strictest baseline: a loop that parses, dispatches
 through a dict and awaits an async handler inline, with no queue, task or
@@ -41,7 +43,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from _drivers import best_of, one_at_a_time_sans_io, pipelined
+from _drivers import best_of, one_at_a_time_sans_io, one_at_a_time_yielding, pipelined
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
@@ -182,6 +184,12 @@ def main() -> None:
             f"{label:22s} hand {n / t_hand:>9,.0f} msg/s | wskit {n / t_fw:>9,.0f} msg/s "
             f"ratio {t_fw / t_hand:4.2f}x | no outbound validation {t_fw_nov / t_hand:4.2f}x"
         )
+        if fw is one_at_a_time_sans_io:
+            t_yield = _time(
+                lambda frames=frames: one_at_a_time_yielding(build_router(True), frames, []),
+                args.rounds,
+            )
+            line += f" | driver yielding, not wait_idle() {t_yield / t_hand:4.2f}x"
         if EAGER:
             t_lazy = _time(
                 lambda frames=frames, fw=fw: fw(build_router(True, False), frames, []),
