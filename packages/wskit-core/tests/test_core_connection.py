@@ -387,3 +387,63 @@ async def test_wait_buffered_at_most_returns_false_once_the_connection_closes() 
     assert await conn.wait_buffered_at_most(0) is True  # closed: the FIFO was emptied
     with pytest.raises(ValueError):
         await conn.wait_buffered_at_most(-1)
+
+
+def _gated_router(gate: asyncio.Event) -> Router[dict[str, Any]]:
+    # eager_start=False: the worker is a task on every Python version.
+    router = create_router(eager_start=False)
+
+    @router.on(Ping)
+    async def ping(ctx: Any) -> None:
+        await gate.wait()
+        ctx.send(Blob, {"data": "done"})
+
+    return router
+
+
+async def test_wait_idle_resumes_when_the_worker_ends() -> None:
+    gate = asyncio.Event()
+    conn = _gated_router(gate).connect()
+    assert await conn.open()
+    conn.receive('{"type":"PING","payload":{}}')
+    waits = [asyncio.create_task(conn.wait_idle()) for _ in range(2)]
+    await asyncio.sleep(0)  # both waiting on the worker
+    assert not any(w.done() for w in waits)
+    gate.set()
+    await asyncio.wait_for(asyncio.gather(*waits), 5)
+    assert conn.is_idle()
+    assert conn.pop_outbound() == '{"type":"BLOB","meta":{},"payload":{"data":"done"}}'
+    assert conn._idle_waiters is None  # nothing left behind
+    await conn.handle_close(1000, "")
+
+
+async def test_a_cancelled_wait_idle_leaves_nothing_behind() -> None:
+    gate = asyncio.Event()
+    conn = _gated_router(gate).connect()
+    assert await conn.open()
+    conn.receive('{"type":"PING","payload":{}}')
+    wait = asyncio.create_task(conn.wait_idle())
+    await asyncio.sleep(0)
+    wait.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await wait
+    assert not conn._idle_waiters
+    gate.set()
+    await asyncio.wait_for(conn.wait_idle(), 5)
+    assert conn.is_idle()
+    await conn.handle_close(1000, "")
+
+
+async def test_wait_idle_returns_for_a_worker_cancelled_before_it_ran() -> None:
+    # The worker never runs, so it cannot wake the wait itself: the task's end does.
+    conn = _gated_router(asyncio.Event()).connect()
+    assert await conn.open()
+    conn.receive('{"type":"PING","payload":{}}')
+    worker = conn._worker
+    assert worker is not None
+    worker.cancel()
+    # Awaited here, not in a task of its own: it starts waiting before the worker's
+    # first step, which then only ends the task (pytest-timeout catches a hang).
+    await conn.wait_idle()
+    assert worker.cancelled()
+    assert not conn._idle_waiters

@@ -44,13 +44,19 @@ async def run_worker(conn: Connection[Any]) -> None:
     except BaseException as exc:
         conn._worker = None
         if not isinstance(exc, Exception):
+            if conn._idle_waiters is not None:
+                conn._worker_ended()
             raise
         # A bug in wskit itself: report it, and never leave frames behind a dead worker.
         conn._crashed(exc)
         if conn._inbox and conn.state == "open":
             conn._start_worker()
+        if conn._idle_waiters is not None:
+            conn._worker_ended()  # (they look again: a successor may be running)
         return
     conn._worker = None
+    if conn._idle_waiters is not None:
+        conn._worker_ended()
 
 
 async def _run_concurrently(conn: Connection[Any], limit: int) -> None:

@@ -190,6 +190,7 @@ class Connection(Generic[D]):
         "_closing",
         "_extensions",
         "_hb",
+        "_idle_waiters",
         "_inbox",
         "_inbox_bytes",
         "_inbox_waiter",
@@ -249,6 +250,7 @@ class Connection(Generic[D]):
         self._inbox_waiter: asyncio.Future[None] | None = None
         self._room_waiter: asyncio.Future[None] | None = None
         self._worker: asyncio.Task[None] | None = None
+        self._idle_waiters: list[asyncio.Future[None]] | None = None  # wait_idle()
         self._out = Outbox(max_buffered_bytes)
         self._hb: Heartbeat | None = None
         self._rpcs: dict[str, RpcContext[Any, Any, D]] | None = None
@@ -802,11 +804,48 @@ class Connection(Generic[D]):
     async def wait_idle(self) -> None:
         """Wait until queued inbound frames and their handlers are done."""
         while True:
-            pending = [t for t in (self._worker, self._closing) if t is not None and not t.done()]
+            worker = self._worker
+            pending = [t for t in (worker, self._closing) if t is not None and not t.done()]
             pending.extend(self._background or ())
             if not pending:
                 return
-            await asyncio.wait(pending)
+            if len(pending) == 1 and worker is not None and pending[0] is worker:
+                await self._wait_worker(worker)
+            else:
+                await asyncio.wait(pending)
+
+    async def _wait_worker(self, worker: asyncio.Task[None]) -> None:
+        # The worker wakes this wait itself as it ends (_worker_ended), so the
+        # waiter resumes at the next loop iteration; waiting for the task to be done
+        # takes two more. Its done callback stays as a fallback (a task cancelled
+        # before it first ran ends without running run_worker at all).
+        waiter = asyncio.get_running_loop().create_future()
+        waiters = self._idle_waiters
+        if waiters is None:
+            waiters = self._idle_waiters = []
+        waiters.append(waiter)
+
+        def fallback(_: object) -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        worker.add_done_callback(fallback)
+        try:
+            await waiter
+        finally:
+            worker.remove_done_callback(fallback)
+            waiters = self._idle_waiters
+            if waiters is not None and waiter in waiters:
+                waiters.remove(waiter)
+
+    def _worker_ended(self) -> None:
+        """The worker cleared ``_worker``: wake every :meth:`wait_idle`."""
+        waiters = self._idle_waiters
+        if waiters is not None:
+            self._idle_waiters = None
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
 
 def _over_limit(frame: str | bytes | bytearray | memoryview, size: int, limit: int) -> bool:
