@@ -35,28 +35,28 @@ async def run_worker(conn: Connection[Any]) -> None:
     the router's ``max_concurrency``)."""
     limit = conn.router.max_concurrency
     try:
-        if limit == 1:
-            while conn._inbox and conn.state == "open":
-                received_at, item = conn._take_inbound()
-                await handle_frame(conn, received_at, item)
-        else:
-            await _run_concurrently(conn, limit)
-    except BaseException as exc:
+        try:
+            if limit == 1:
+                while conn._inbox and conn.state == "open":
+                    received_at, item = conn._take_inbound()
+                    await handle_frame(conn, received_at, item)
+            else:
+                await _run_concurrently(conn, limit)
+        except BaseException as exc:
+            conn._worker = None
+            if not isinstance(exc, Exception):
+                raise
+            # A bug in wskit itself: report it, and never leave frames behind a dead
+            # worker.
+            conn._crashed(exc)
+            if conn._inbox and conn.state == "open":
+                conn._start_worker()
+            return
         conn._worker = None
-        if not isinstance(exc, Exception):
-            if conn._idle_waiters is not None:
-                conn._worker_ended()
-            raise
-        # A bug in wskit itself: report it, and never leave frames behind a dead worker.
-        conn._crashed(exc)
-        if conn._inbox and conn.state == "open":
-            conn._start_worker()
+    finally:
+        # However the worker ends, wait_idle() looks again (a successor may run).
         if conn._idle_waiters is not None:
-            conn._worker_ended()  # (they look again: a successor may be running)
-        return
-    conn._worker = None
-    if conn._idle_waiters is not None:
-        conn._worker_ended()
+            conn._worker_ended()
 
 
 async def _run_concurrently(conn: Connection[Any], limit: int) -> None:
