@@ -73,6 +73,20 @@ def _router(provider: TracerProvider, **options: Any) -> Any:
     return router
 
 
+async def _shout(router: Any, scripted_pubsub: Any, meta: Mapping[str, Any] | None = None) -> Any:
+    """Send one SHOUT (its handler publishes twice) through the test harness, with a
+    pub/sub provider that reports each publish as matched once; returns the provider."""
+    from wskit.core.testing import Harness
+
+    pubsub = scripted_pubsub(router, PublishResult.success("exact", 1))
+    router.set_pubsub(pubsub)
+    async with Harness(router) as h:
+        conn = await h.connect()
+        conn.send(Shout, {}, meta=meta)
+        await h.flush()
+    return pubsub
+
+
 def _by_name(spans: Any) -> dict[str, ReadableSpan]:
     return {s.name: s for s in spans}
 
@@ -217,19 +231,11 @@ async def test_publish_spans_and_trace_context_in_published_meta(
 
 
 async def test_sampled_out_traces_still_propagate_the_decision(scripted_pubsub: Any) -> None:
-    from wskit.core.testing import Harness
-
     exporter = InMemorySpanExporter()
     provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    router = _router(provider)
-    pubsub = scripted_pubsub(router, PublishResult.success("exact", 1))
-    router.set_pubsub(pubsub)
     unsampled = f"00-{TRACE_ID}-{PARENT_ID}-00"
-    async with Harness(router) as h:
-        conn = await h.connect()
-        conn.send(Shout, {}, meta={"traceparent": unsampled})
-        await h.flush()
+    pubsub = await _shout(_router(provider), scripted_pubsub, {"traceparent": unsampled})
     assert exporter.get_finished_spans() == ()
     meta = pubsub.metas[0]
     assert meta is not None
@@ -238,16 +244,8 @@ async def test_sampled_out_traces_still_propagate_the_decision(scripted_pubsub: 
 
 
 async def test_publish_propagation_can_be_off(spans: Any, scripted_pubsub: Any) -> None:
-    from wskit.core.testing import Harness
-
     provider, exporter = spans
-    router = _router(provider, propagate_publish=False)
-    pubsub = scripted_pubsub(router, PublishResult.success("exact", 1))
-    router.set_pubsub(pubsub)
-    async with Harness(router) as h:
-        conn = await h.connect()
-        conn.send(Shout, {})
-        await h.flush()
+    pubsub = await _shout(_router(provider, propagate_publish=False), scripted_pubsub)
     assert pubsub.metas == [None, {"traceparent": TRACEPARENT}]
     assert [s.name for s in exporter.get_finished_spans()] == ["process SHOUT"]
 
@@ -470,16 +468,9 @@ async def test_trace_context_continues_through_the_read_traceparent(
 ) -> None:
     """A message with a W3C traceparent: its span, and the publish from its handler,
     continue the client's trace (sampled or not) with the right parents."""
-    from wskit.core.testing import Harness
-
     provider, exporter = spans
-    router = _router(provider)
-    pubsub = scripted_pubsub(router, PublishResult.success("exact", 1))
-    router.set_pubsub(pubsub)
-    async with Harness(router) as h:
-        conn = await h.connect()
-        conn.send(Shout, {}, meta={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
-        await h.flush()
+    traceparent = f"00-{TRACE_ID}-{PARENT_ID}-01"
+    pubsub = await _shout(_router(provider), scripted_pubsub, {"traceparent": traceparent})
     publish, shout = exporter.get_finished_spans()
     assert shout.parent is not None and shout.parent.is_remote
     assert _hex(shout.parent.span_id, 16) == PARENT_ID
@@ -529,21 +520,13 @@ async def test_a_custom_propagator_writes_the_publish_trace_context(
 ) -> None:
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-    from wskit.core.testing import Harness
-
     class Tagged(TraceContextTextMapPropagator):
         def inject(self, carrier: Any, context: Any = None, setter: Any = None) -> None:
             super().inject(carrier, context=context)
             carrier["tracestate"] = "custom=1"
 
     provider, exporter = spans
-    router = _router(provider, propagator=Tagged())
-    pubsub = scripted_pubsub(router, PublishResult.success("exact", 1))
-    router.set_pubsub(pubsub)
-    async with Harness(router) as h:
-        conn = await h.connect()
-        conn.send(Shout, {})
-        await h.flush()
+    pubsub = await _shout(_router(provider, propagator=Tagged()), scripted_pubsub)
     first = pubsub.metas[0]
     assert first is not None and first["tracestate"] == "custom=1"
     publish = exporter.get_finished_spans()[0]
