@@ -283,3 +283,26 @@ async def test_collected_frames_are_written_once_per_iteration_in_order() -> Non
     assert sockets[0].writes[1:] == [text_frame('{"type":"C"}')]
     await asyncio.sleep(0)
     assert len(sockets[0].writes) == 2
+
+
+async def test_an_open_connection_holds_one_response_object(
+    app: Any, start: Any, session: aiohttp.ClientSession, wait_for: Any
+) -> None:
+    # The upgrade check builds a throwaway response; it must not stay alive (with its
+    # headers and state) for as long as the connection is open.
+    import gc
+
+    from aiohttp import web
+
+    def responses() -> int:
+        gc.collect()
+        return sum(isinstance(o, web.WebSocketResponse) for o in gc.get_objects())
+
+    server = await start(app.router)
+    before = responses()
+    async with session.ws_connect(server.url) as ws:
+        await ws.send_str(json.dumps({"type": "PING", "payload": {"text": "hi"}}))
+        reply = json.loads((await wait_for(ws.receive())).data)
+        assert reply["type"] == "PONG"
+        assert responses() == before + 1
+    await server.stop()

@@ -165,8 +165,7 @@ class WebSocketHandler(AdapterSettings[D]):
             return web.Response(status=400, text="Host not allowed")
         if self.shutting_down:
             return web.Response(status=503, text="Server shutting down")
-        probe = web.WebSocketResponse(protocols=self._offerable(request))
-        if not probe.can_prepare(request).ok:
+        if not self._is_upgrade(request):
             return web.Response(status=400, text="Expected WebSocket")
         if not self._origin_allowed(request):
             return web.Response(status=403, text="Origin not allowed")
@@ -184,6 +183,12 @@ class WebSocketHandler(AdapterSettings[D]):
             return ws
         finally:
             self._reserved -= 1
+
+    def _is_upgrade(self, request: web.BaseRequest) -> bool:
+        # The probe response lives only here: a local of handle() would stay alive
+        # (with its headers and state) for as long as the connection is open.
+        probe = web.WebSocketResponse(protocols=self._offerable(request))
+        return probe.can_prepare(request).ok
 
     def _offerable(self, request: web.BaseRequest) -> tuple[str, ...]:
         protocol = select_protocol(request, self.protocols, protocol_prefix=self.protocol_prefix)
