@@ -3,7 +3,7 @@ logging + tracing + metrics on, against the same server with none of them.
 
 Run: ``hatch run bench:python tools/bench/bench_middleware.py [--duration 5] [--repeats 3]``
 
-Four servers, each in its own process, serve the same ECHO RPC (``wskit.pydantic``
+Five servers, each in its own process, serve the same ECHO RPC (``wskit.pydantic``
 schemas on ``wskit.aiohttp``, as in bench_aiohttp.py):
 
 - ``off``: no middleware;
@@ -13,6 +13,9 @@ schemas on ``wskit.aiohttp``, as in bench_aiohttp.py):
 - ``sampled-off, errors logged``: the same, but records of messages answered
   without an error are DEBUG (``with_logging(level=logging.DEBUG)``) under an INFO
   logger, so only connections and errors are written;
+- ``sampled-off, 1% logged``: the same, with every message's record at INFO but
+  ``with_logging(sample_rate=0.01)``: about one successful message in a hundred is
+  written (errors and connections all);
 - ``all-on``: every trace sampled and exported through a ``BatchSpanProcessor`` (to
   an exporter that discards the batches), every message logged.
 
@@ -45,7 +48,7 @@ from typing import Any
 import bench_aiohttp  # tools/bench/ is on sys.path when this file runs as a script
 from _proc import ServerProcess, free_port, run_generator
 
-KINDS = ("off", "sampled-off", "sampled-off, errors logged", "all-on")
+KINDS = ("off", "sampled-off", "sampled-off, errors logged", "sampled-off, 1% logged", "all-on")
 
 
 def echo_router(kind: str, pieces: Sequence[str] = ("tracing", "metrics", "logging")) -> Any:
@@ -96,7 +99,8 @@ def echo_router(kind: str, pieces: Sequence[str] = ("tracing", "metrics", "loggi
         if "logging" in pieces:
             quiet = kind == "sampled-off, errors logged"
             level = logging.DEBUG if quiet else logging.INFO
-            router.plugin(with_logging(logger=logger, level=level))
+            rate = 0.01 if kind == "sampled-off, 1% logged" else 1.0
+            router.plugin(with_logging(logger=logger, level=level, sample_rate=rate))
 
     @router.rpc(Echo)
     async def echo(ctx: Any) -> None:
@@ -141,6 +145,7 @@ def run(kind: str, duration: float) -> tuple[float, float]:
 IN_PROCESS = (
     ("logging (every message)", "sampled-off", ("logging",), False),
     ("logging (errors only)", "sampled-off, errors logged", ("logging",), False),
+    ("logging (1% of successes)", "sampled-off, 1% logged", ("logging",), False),
     ("tracing, no SDK installed", "sampled-off", ("tracing without an SDK",), False),
     ("tracing, sampled off", "sampled-off", ("tracing",), False),
     ("tracing, sampled off, client traceparent", "sampled-off", ("tracing",), True),

@@ -206,6 +206,54 @@ async def test_a_failing_context_fields_is_logged_not_fatal(log: Any) -> None:
     ]
 
 
+async def test_sample_rate_keeps_a_share_of_successes_and_every_error(
+    log: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logger, records = log
+    draws = iter([0.05, 0.5, 0.2, 0.9])
+    monkeypatch.setattr("wskit.middleware.logs._random", lambda: next(draws))
+    router = _router(logger=logger, sample_rate=0.25)
+    async with Harness(router) as h:
+        conn = await h.connect()
+        conn.send(Ping, {"n": 1})  # 0.05: kept
+        conn.send(Ping, {"n": 2})  # 0.5: left out
+        conn.send(Deny, {})  # an error: always, no draw
+        conn.send(Ping, {"n": 3})  # 0.2: kept
+        conn.send(Ping, {"n": 4})  # 0.9: left out
+        await h.flush()
+        assert conn.error_codes == ["PERMISSION_DENIED"]
+        await conn.close()
+    assert [(f["event"], f.get("type"), f.get("outcome")) for f in records.fields] == [
+        ("open", None, None),
+        ("message", "PING", "ok"),
+        ("message", "DENY", "PERMISSION_DENIED"),
+        ("message", "PING", "ok"),
+        ("close", None, None),
+    ]
+    assert next(draws, None) is None  # one draw per successful message, none per error
+
+
+async def test_sample_rate_one_draws_nothing(log: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    logger, records = log
+
+    def no_draw() -> float:
+        raise AssertionError("drew a number at sample_rate=1")
+
+    monkeypatch.setattr("wskit.middleware.logs._random", no_draw)
+    router = _router(logger=logger, connections=False)
+    async with Harness(router) as h:
+        conn = await h.connect()
+        conn.send(Ping, {})
+        await h.flush()
+    assert [f["type"] for f in records.fields] == ["PING"]
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.5, float("nan"), True, "0.5", None])
+def test_bad_sample_rates_are_refused(rate: Any) -> None:
+    with pytest.raises(ValueError, match=f"sample_rate must be a number from 0 to 1, got {rate!r}"):
+        with_logging(sample_rate=rate)
+
+
 def test_unknown_fields_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown log fields: colour"):
         with_logging(fields=["type", "colour"])

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import re
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -78,6 +79,9 @@ DEFAULT_FIELDS: Final = (
 )
 
 _Ctx = MessageContext[Any, Any]
+
+#: Draws the number that decides whether a sampled record is written (``sample_rate``).
+_random: Callable[[], float] = random.random
 
 
 _PLAIN: Final = re.compile(r"[A-Za-z0-9_.:/@+\-]+")
@@ -157,10 +161,17 @@ class RequestLogging:
         log_payload: bool = False,
         connections: bool = True,
         context_fields: Callable[[BaseContext[Any]], Mapping[str, Any]] | None = None,
+        sample_rate: float = 1.0,
     ) -> None:
         unknown = sorted(set(fields) - FIELDS)
         if unknown:
             raise ValueError(f"unknown log fields: {', '.join(unknown)} (known: {sorted(FIELDS)})")
+        if (
+            isinstance(sample_rate, bool)
+            or not isinstance(sample_rate, (int, float))
+            or not 0.0 <= sample_rate <= 1.0
+        ):
+            raise ValueError(f"sample_rate must be a number from 0 to 1, got {sample_rate!r}")
         self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger
         self.level = level
         self.error_level = error_level
@@ -169,6 +180,7 @@ class RequestLogging:
         self._wanted = tuple(name in self.fields for name in _MESSAGE_FIELDS)
         self.connections = connections
         self.context_fields = context_fields
+        self.sample_rate = float(sample_rate)
 
     def __call__(self, router: Router[Any]) -> Router[Any]:
         router.use(self.middleware)
@@ -222,9 +234,12 @@ class RequestLogging:
             raise
         finally:
             result = outcome(ctx, failure)
-            level = self.level if result == OK else self.error_level
-            if logger.isEnabledFor(level):
-                self._message(ctx, level, result, start)
+            if result == OK:
+                rate = self.sample_rate
+                if logger.isEnabledFor(self.level) and (rate >= 1.0 or _random() < rate):
+                    self._message(ctx, self.level, result, start)
+            elif logger.isEnabledFor(self.error_level):
+                self._message(ctx, self.error_level, result, start)
 
     def _message(self, ctx: _Ctx, level: int, result: str, start: float) -> None:
         elapsed = (time.perf_counter() - start) * 1000.0
@@ -296,6 +311,7 @@ def with_logging(
     log_payload: bool = False,
     connections: bool = True,
     context_fields: Callable[[BaseContext[Any]], Mapping[str, Any]] | None = None,
+    sample_rate: float = 1.0,
 ) -> RequestLogging:
     """Log connections and messages to ``logger`` (a logger or its name).
 
@@ -309,6 +325,9 @@ def with_logging(
     - ``connections``: the open and close records (on by default).
     - ``context_fields(ctx)``: extra fields from the context, e.g.
       ``lambda ctx: {"user": ctx.data["user_id"]}``.
+    - ``sample_rate``: the share of messages answered without an error that get
+      a record, drawn at random per message (default 1.0: every one; 0.01: about
+      one in a hundred). Errors, refusals and connections are always logged.
 
     Register it before other middleware so its duration covers them, and so it
     sees their answers (``require()`` refusals, rate limits).
@@ -321,4 +340,5 @@ def with_logging(
         log_payload=log_payload,
         connections=connections,
         context_fields=context_fields,
+        sample_rate=sample_rate,
     )
