@@ -281,8 +281,8 @@ def _direct_response_class() -> type[web.WebSocketResponse] | None:
 
     class DirectResponse(web.WebSocketResponse):
         # No __slots__ of its own: aiohttp's response keeps its attributes in a
-        # __dict__, and a subclass that adds a slot costs each instance a separate
-        # dict on Python 3.12+ (about 350 B) instead of the inline attribute values.
+        # __dict__, and on Python 3.12+ a subclass that adds a slot loses the inline
+        # attribute values (measured: 80 B more per connection on 3.13).
         _wskit_conn: Any
 
         def _post_start(self, request: Any, protocol: Any, writer: Any) -> None:
