@@ -42,17 +42,13 @@ async def run_worker(conn: Connection[Any]) -> None:
                     await handle_frame(conn, received_at, item)
             else:
                 await _run_concurrently(conn, limit)
-        except BaseException as exc:
-            conn._worker = None
-            if not isinstance(exc, Exception):
-                raise
-            # A bug in wskit itself: report it, and never leave frames behind a dead
-            # worker.
-            conn._crashed(exc)
-            if conn._inbox and conn.state == "open":
-                conn._start_worker()
-            return
-        conn._worker = None
+        finally:
+            conn._worker = None  # however it ends (before a successor starts below)
+    except Exception as exc:
+        # A bug in wskit itself: report it, and never leave frames behind a dead worker.
+        conn._crashed(exc)
+        if conn._inbox and conn.state == "open":
+            conn._start_worker()
     finally:
         # However the worker ends, wait_idle() looks again (a successor may run).
         if conn._idle_waiters is not None:

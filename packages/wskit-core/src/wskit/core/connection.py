@@ -809,7 +809,7 @@ class Connection(Generic[D]):
             pending.extend(self._background or ())
             if not pending:
                 return
-            if len(pending) == 1 and worker is not None and pending[0] is worker:
+            if len(pending) == 1 and pending[0] is worker:
                 await self._wait_worker(worker)
             else:
                 await asyncio.wait(pending)
